@@ -1,0 +1,40 @@
+//! Echo mode: every message comes back unchanged. This is what the Autobahn
+//! fuzzingclient tests, so it uses the large limits (16 MiB messages,
+//! 65,536 fragments) and answers no HTTP but `/healthz`.
+
+use std::net::SocketAddr;
+
+use crate::server::App;
+use crate::ws::handshake::{HttpError, Request, Upgrade};
+use crate::ws::{Reader, Sender};
+
+pub struct Echo;
+
+impl App for Echo {
+    fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError> {
+        match request.path.as_str() {
+            "/healthz" => Ok(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_vec()),
+            _ => Err(HttpError::NotFound),
+        }
+    }
+
+    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<(), HttpError> {
+        Ok(())
+    }
+
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {
+        loop {
+            match reader.next_message() {
+                Ok(message) => {
+                    if sender.send_message(&message).is_err() {
+                        break;
+                    }
+                }
+                Err(closed) => {
+                    log::debug!("{peer}: closed {} {}", closed.code, closed.reason);
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! Connection I/O: the thin blocking layer between a `TcpStream` and the
+//! sans-IO codec.
+//!
+//! Each connection has two threads. The *reader* (the caller's thread) owns
+//! one small reusable buffer and the [`Decoder`]; it blocks in `read`, and
+//! answers pings and closes by handing frames to the writer. The *writer*
+//! owns the sending side of the socket and drains two queues: a bounded
+//! data queue ([`Sender::try_send`] fails when it is full, which is how a
+//! chat hub notices a client that stopped reading) and a small control queue
+//! for pongs and Close frames, so those are never stuck behind data. Whatever
+//! is queued when the writer wakes goes out in one `write_vectored` call.
+//! All frames on the wire come from the writer, so they never interleave.
+//!
+//! The closing handshake (§5.5.1, §7.1) is shared between the two: the writer
+//! sends our Close and nothing after it; the reader receives the peer's.
+//! When both have happened the server closes TCP first (§7.1.1); a client
+//! waits for the server to do so. Every wait is bounded by a timeout.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{self as channel, Receiver, TrySendError};
+
+use super::close::{CloseCode, CloseFrame};
+use super::frame::{OpCode, Role, close_payload, encode_frame};
+use super::mask::MaskSource;
+use super::message::{Decoder, Event, Limits, Message};
+
+/// Per-connection settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub role: Role,
+    pub limits: Limits,
+    /// Frames the data queue holds before [`Sender::try_send`] reports it full.
+    pub queue_len: usize,
+    /// Size of the reader's buffer. Large payloads stream through it into the
+    /// message buffer, so it never has to grow.
+    pub read_buffer: usize,
+    /// Most frames written in one system call.
+    pub max_batch: usize,
+    /// A write blocked this long means the peer stopped reading: give up.
+    pub write_timeout: Option<Duration>,
+    /// How long to wait for the peer's half of the closing handshake.
+    pub close_timeout: Duration,
+    /// After this long without a byte from the peer, send a Ping.
+    pub ping_interval: Option<Duration>,
+    /// After a Ping, how long the peer has to send anything back.
+    pub pong_timeout: Duration,
+    /// Stack size of the writer thread (it only moves bytes).
+    pub writer_stack: usize,
+}
+
+impl Config {
+    pub fn new(role: Role) -> Config {
+        Config {
+            role,
+            limits: Limits::default(),
+            queue_len: 256,
+            read_buffer: 4096,
+            max_batch: 64,
+            write_timeout: Some(Duration::from_secs(30)),
+            close_timeout: Duration::from_secs(5),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+            writer_stack: 64 * 1024,
+        }
+    }
+}
+
+/// Encoded frame bytes on their way to the socket. A server encodes a
+/// broadcast once and hands the same `Arc` to every client's queue.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Outgoing {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Outgoing::Shared(bytes) => bytes,
+            Outgoing::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// How our Close frame relates to the peer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseKind {
+    /// The peer closed first; this is our echo (§5.5.1).
+    Reply,
+    /// We close first and wait for the peer's echo. With `flush`, data
+    /// already queued goes out before the Close; without, it is dropped.
+    Initiate { flush: bool },
+    /// The peer broke the protocol (§7.1.7): send the Close, then end TCP.
+    Fail,
+}
+
+#[derive(Debug)]
+enum Control {
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Vec<u8>, CloseKind),
+}
+
+/// Encode one frame the way `role` must send it: masked with a fresh
+/// unpredictable key by a client (§5.3), unmasked by a server.
+pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    thread_local! {
+        static KEYS: std::cell::RefCell<Option<MaskSource>> = const { std::cell::RefCell::new(None) };
+    }
+    let mask = match role {
+        Role::Server => None,
+        Role::Client => {
+            Some(KEYS.with(|k| k.borrow_mut().get_or_insert_with(MaskSource::new).key()))
+        }
+    };
+    let mut out = Vec::new();
+    encode_frame(&mut out, true, opcode, payload, mask);
+    out
+}
+
+/// State the reader and writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Our Close frame has been written: nothing more may be sent (§5.5.1).
+    close_sent: AtomicBool,
+}
+
+/// The sending half: queue frames for the writer thread.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    role: Role,
+    data: channel::Sender<Outgoing>,
+    control: channel::Sender<Control>,
+}
+
+/// The connection is gone, or closing: nothing more can be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disconnected;
+
+/// Why [`Sender::try_send`] could not queue a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrySend {
+    /// The queue is full: the peer reads more slowly than we send.
+    Full,
+    Disconnected,
+}
+
+impl Sender {
+    /// Queue an encoded frame, blocking while the queue is full.
+    pub fn send(&self, frame: Outgoing) -> Result<(), Disconnected> {
+        self.data.send(frame).map_err(|_| Disconnected)
+    }
+
+    /// Queue an encoded frame without blocking.
+    pub fn try_send(&self, frame: Outgoing) -> Result<(), TrySend> {
+        self.data.try_send(frame).map_err(|e| match e {
+            TrySendError::Full(_) => TrySend::Full,
+            TrySendError::Disconnected(_) => TrySend::Disconnected,
+        })
+    }
+
+    /// Encode and queue a data message as one frame.
+    pub fn send_message(&self, message: &Message) -> Result<(), Disconnected> {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes.as_slice()),
+        };
+        self.send(Outgoing::Owned(encode(self.role, opcode, payload)))
+    }
+
+    /// Send a Ping; the reader reports nothing for the Pong.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), Disconnected> {
+        let payload = payload[..payload.len().min(125)].to_vec();
+        self.control
+            .send(Control::Ping(payload))
+            .map_err(|_| Disconnected)
+    }
+
+    /// Start the closing handshake. With `flush`, frames already queued are
+    /// sent first; without, they are dropped (for a peer that is too slow
+    /// to read them anyway). Does not block.
+    pub fn close(&self, code: CloseCode, reason: &str, flush: bool) {
+        let frame = close_payload(code.0, reason);
+        let _ = self
+            .control
+            .try_send(Control::Close(frame, CloseKind::Initiate { flush }));
+    }
+}
+
+/// How a connection ended, for the log and the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// The code of the closing handshake, or 1006 when there was none.
+    pub code: CloseCode,
+    pub reason: String,
+    /// Who started the end: the peer (its Close, or TCP going away) or us.
+    pub by_peer: bool,
+}
+
+impl Closed {
+    fn abnormal(reason: impl Into<String>) -> Closed {
+        Closed {
+            code: CloseCode::ABNORMAL,
+            reason: reason.into(),
+            by_peer: true,
+        }
+    }
+}
+
+/// The receiving half, driven by the connection's own thread.
+pub struct Reader {
+    stream: TcpStream,
+    config: Config,
+    decoder: Decoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    control: channel::Sender<Control>,
+    shared: Arc<Shared>,
+    /// Dropped when the reader is done; the writer waits on it after
+    /// starting a close.
+    _alive: channel::Sender<()>,
+    last_heard: Instant,
+    ping_sent: Option<Instant>,
+    timeout_set: Option<Duration>,
+    closed: Option<Closed>,
+}
+
+/// Start a connection over an upgraded stream. `leftover` holds bytes read
+/// past the handshake, which already belong to the first frames.
+///
+/// Spawns the writer thread and returns the two halves.
+pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(Reader, Sender)> {
+    let _ = stream.set_nodelay(true);
+    stream.set_write_timeout(config.write_timeout)?;
+    let write_half = stream.try_clone()?;
+    let (data_tx, data_rx) = channel::bounded(config.queue_len.max(1));
+    let (control_tx, control_rx) = channel::bounded(8);
+    let (alive_tx, alive_rx) = channel::bounded::<()>(0);
+    let shared = Arc::new(Shared::default());
+    let writer = Writer {
+        stream: write_half,
+        data: data_rx,
+        control: control_rx,
+        reader_alive: alive_rx,
+        shared: Arc::clone(&shared),
+        role: config.role,
+        max_batch: config.max_batch.max(1),
+        close_timeout: config.close_timeout,
+    };
+    std::thread::Builder::new()
+        .name("ws-writer".into())
+        .stack_size(config.writer_stack)
+        .spawn(move || writer.run())?;
+    let mut buf = vec![0; config.read_buffer.max(leftover.len()).max(64)];
+    buf[..leftover.len()].copy_from_slice(leftover);
+    let reader = Reader {
+        stream,
+        decoder: Decoder::new(config.role, config.limits),
+        buf,
+        start: 0,
+        end: leftover.len(),
+        control: control_tx.clone(),
+        shared,
+        _alive: alive_tx,
+        last_heard: Instant::now(),
+        ping_sent: None,
+        timeout_set: None,
+        closed: None,
+        config: config.clone(),
+    };
+    let sender = Sender {
+        role: config.role,
+        data: data_tx,
+        control: control_tx,
+    };
+    Ok((reader, sender))
+}
+
+impl Reader {
+    /// Block until the next data message. `Err` means the connection is over
+    /// (and has been shut down properly); every later call returns the same.
+    pub fn next_message(&mut self) -> Result<Message, Closed> {
+        if let Some(closed) = &self.closed {
+            return Err(closed.clone());
+        }
+        match self.next_inner() {
+            Ok(message) => Ok(message),
+            Err(closed) => {
+                self.closed = Some(closed.clone());
+                Err(closed)
+            }
+        }
+    }
+
+    /// Like [`Reader::next_message`], but gives up after `timeout` with
+    /// `Ok(None)`; the partial frame, if any, stays buffered.
+    pub fn next_message_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Closed> {
+        let deadline = Instant::now() + timeout;
+        if let Some(closed) = &self.closed {
+            return Err(closed.clone());
+        }
+        match self.run(Some(deadline)) {
+            Ok(message) => Ok(message),
+            Err(closed) => {
+                self.closed = Some(closed.clone());
+                Err(closed)
+            }
+        }
+    }
+
+    fn next_inner(&mut self) -> Result<Message, Closed> {
+        loop {
+            if let Some(message) = self.run(None)? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Decode what is buffered, read more, repeat; `Ok(None)` only when
+    /// `deadline` passes.
+    fn run(&mut self, deadline: Option<Instant>) -> Result<Option<Message>, Closed> {
+        loop {
+            while self.start < self.end {
+                let result = self.decoder.decode(&mut self.buf[self.start..self.end]);
+                let (used, event) = match result {
+                    Ok(ok) => ok,
+                    Err(error) => {
+                        let frame = error.close_frame();
+                        self.queue_close(
+                            close_payload(frame.code.0, &frame.reason),
+                            CloseKind::Fail,
+                        );
+                        self.linger();
+                        return Err(Closed {
+                            code: frame.code,
+                            reason: frame.reason,
+                            by_peer: false,
+                        });
+                    }
+                };
+                self.start += used;
+                match event {
+                    Some(Event::Message(message)) => {
+                        if self.shared.close_sent.load(Ordering::Acquire) {
+                            continue; // §5.5.1: we are closing; data is discarded.
+                        }
+                        return Ok(Some(message));
+                    }
+                    Some(Event::Ping(payload)) => {
+                        if !self.shared.close_sent.load(Ordering::Acquire) {
+                            // Blocks while 8 replies are pending: a peer that
+                            // pings without reading is slowed to its own pace.
+                            let _ = self.control.send(Control::Pong(payload));
+                        }
+                    }
+                    Some(Event::Pong(_)) => {}
+                    Some(Event::Close(frame)) => return Err(self.peer_closed(frame)),
+                    None => break,
+                }
+            }
+            self.fill(deadline)?;
+            if deadline.is_some_and(|d| Instant::now() >= d) && self.start == self.end {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The peer's Close arrived: echo it unless we closed first (§5.5.1),
+    /// then let the socket go.
+    fn peer_closed(&mut self, frame: Option<CloseFrame>) -> Closed {
+        let we_closed_first = self.shared.close_sent.load(Ordering::Acquire);
+        let (code, reason) = match &frame {
+            Some(f) => (f.code, f.reason.clone()),
+            None => (CloseCode::NO_STATUS, String::new()),
+        };
+        if we_closed_first {
+            if self.config.role == Role::Server {
+                let _ = self.stream.shutdown(Shutdown::Both);
+            }
+        } else {
+            // Echo the code we received; an empty Close is echoed empty.
+            let echo = match &frame {
+                Some(f) => close_payload(f.code.0, ""),
+                None => Vec::new(),
+            };
+            self.queue_close(echo, CloseKind::Reply);
+        }
+        self.linger();
+        Closed {
+            code,
+            reason,
+            by_peer: !we_closed_first,
+        }
+    }
+
+    fn queue_close(&self, payload: Vec<u8>, kind: CloseKind) {
+        if self.control.send(Control::Close(payload, kind)).is_err() {
+            // The writer is gone (a write failed); nothing more can be said.
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// After the closing handshake, read and discard until the peer closes
+    /// TCP or the close timeout passes. Closing a socket with unread input
+    /// makes the kernel send RST, which can destroy our Close frame before
+    /// the peer reads it.
+    fn linger(&mut self) {
+        let deadline = Instant::now() + self.config.close_timeout;
+        let mut scratch = [0u8; 512];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Read more bytes into the buffer, handling liveness on the way.
+    fn fill(&mut self, deadline: Option<Instant>) -> Result<(), Closed> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            let timeout = self.next_timeout(deadline);
+            if timeout != self.timeout_set {
+                let _ = self.stream.set_read_timeout(timeout);
+                self.timeout_set = timeout;
+            }
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    let why = if self.decoder.is_mid_message() {
+                        "connection ended in the middle of a message"
+                    } else {
+                        "connection ended without a close frame"
+                    };
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return Err(Closed::abnormal(why));
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.last_heard = Instant::now();
+                    self.ping_sent = None;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(());
+                    }
+                    self.check_liveness()?;
+                }
+                Err(e) => {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return Err(Closed::abnormal(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// How long the next `read` may block.
+    fn next_timeout(&self, deadline: Option<Instant>) -> Option<Duration> {
+        let now = Instant::now();
+        let ping = self
+            .config
+            .ping_interval
+            .map(|interval| match self.ping_sent {
+                Some(sent) => (sent + self.config.pong_timeout).saturating_duration_since(now),
+                None => (self.last_heard + interval).saturating_duration_since(now),
+            });
+        let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
+        let timeout = match (ping, until_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A zero timeout means "block forever" to the OS.
+        timeout.map(|t| t.max(Duration::from_millis(1)))
+    }
+
+    /// Ping a silent peer; give up on one that stays silent (§5.5.2). This
+    /// is how a peer that vanished without a FIN is noticed.
+    fn check_liveness(&mut self) -> Result<(), Closed> {
+        let Some(interval) = self.config.ping_interval else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        match self.ping_sent {
+            Some(sent) if now >= sent + self.config.pong_timeout => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                Err(Closed {
+                    code: CloseCode::ABNORMAL,
+                    reason: "no answer to ping".into(),
+                    by_peer: false,
+                })
+            }
+            None if now >= self.last_heard + interval => {
+                self.ping_sent = Some(now);
+                let _ = self.control.try_send(Control::Ping(Vec::new()));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Writer {
+    stream: TcpStream,
+    data: Receiver<Outgoing>,
+    control: Receiver<Control>,
+    reader_alive: Receiver<()>,
+    shared: Arc<Shared>,
+    role: Role,
+    max_batch: usize,
+    close_timeout: Duration,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut batch: Vec<Outgoing> = Vec::new();
+        let (mut data_open, mut control_open) = (true, true);
+        while data_open || control_open {
+            let never_data = channel::never();
+            let never_control = channel::never();
+            let data = if data_open { &self.data } else { &never_data };
+            let control = if control_open {
+                &self.control
+            } else {
+                &never_control
+            };
+            let mut close = None;
+            channel::select_biased! {
+                recv(control) -> c => match c {
+                    Ok(c) => self.take_control(c, &mut batch, &mut close),
+                    Err(_) => control_open = false,
+                },
+                recv(data) -> d => match d {
+                    Ok(frame) => batch.push(frame),
+                    Err(_) => data_open = false,
+                },
+            }
+            while close.is_none() {
+                match self.control.try_recv() {
+                    Ok(c) => self.take_control(c, &mut batch, &mut close),
+                    Err(_) => break,
+                }
+            }
+            // Frames queued before a Close go out before it, unless the
+            // close is for a peer too slow to read them.
+            let flush_all = close.is_some()
+                && !matches!(close, Some((_, CloseKind::Initiate { flush: false })));
+            if close.is_none() || flush_all {
+                let limit = if flush_all {
+                    usize::MAX
+                } else {
+                    self.max_batch
+                };
+                while batch.len() < limit {
+                    match self.data.try_recv() {
+                        Ok(frame) => batch.push(frame),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if let Some((payload, _)) = &close {
+                batch.push(Outgoing::Owned(encode(self.role, OpCode::Close, payload)));
+            }
+            if write_all_vectored(&mut self.stream, &batch).is_err() {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return;
+            }
+            batch.clear();
+            if let Some((_, kind)) = close {
+                self.shared.close_sent.store(true, Ordering::Release);
+                self.after_close(kind);
+                return;
+            }
+        }
+    }
+
+    /// A control request joins the batch; a Close ends it.
+    fn take_control(
+        &self,
+        control: Control,
+        batch: &mut Vec<Outgoing>,
+        close: &mut Option<(Vec<u8>, CloseKind)>,
+    ) {
+        match control {
+            Control::Ping(payload) => {
+                batch.push(Outgoing::Owned(encode(self.role, OpCode::Ping, &payload)))
+            }
+            Control::Pong(payload) => {
+                batch.push(Outgoing::Owned(encode(self.role, OpCode::Pong, &payload)))
+            }
+            Control::Close(payload, kind) => *close = Some((payload, kind)),
+        }
+    }
+
+    /// Our Close is on the wire; finish the TCP side (§7.1.1).
+    fn after_close(&mut self, kind: CloseKind) {
+        match (kind, self.role) {
+            // The handshake is complete: the server closes TCP first.
+            (CloseKind::Reply, Role::Server) | (CloseKind::Fail, _) => {
+                let _ = self.stream.shutdown(Shutdown::Write);
+            }
+            // A client waits for the server to close TCP; the reader lingers.
+            (CloseKind::Reply, Role::Client) => {}
+            // Wait for the peer's echo; the reader ends when it arrives.
+            (CloseKind::Initiate { .. }, _) => {
+                let _ = self.reader_alive.recv_timeout(self.close_timeout);
+                let _ = self.stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Write every frame, in as few system calls as the kernel allows.
+fn write_all_vectored(stream: &mut TcpStream, frames: &[Outgoing]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f.as_ref())).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Read a request or response head from a fresh connection: bytes up to the
+/// blank line, within `limits`, before `deadline`. Returns the head and any
+/// bytes that came after it.
+pub fn read_head(
+    stream: &mut TcpStream,
+    limits: &super::handshake::HeadLimits,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+    let mut scanner = super::handshake::HeadScanner::default();
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
+        let room = (limits.max_head + 1)
+            .saturating_sub(buf.len())
+            .clamp(1, chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Eof),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(HeadError::Timeout);
+            }
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+        if let Some(end) = scanner.find_end(&buf, limits).map_err(HeadError::Http)? {
+            let rest = buf.split_off(end);
+            return Ok((buf, rest));
+        }
+    }
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The head breaks a limit; answer with this status.
+    Http(super::handshake::HttpError),
+    Timeout,
+    Eof,
+    Io(io::Error),
+}

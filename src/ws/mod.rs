@@ -1,0 +1,20 @@
+//! The WebSocket layer (RFC 6455), written by hand.
+//!
+//! The codec — [`frame`], [`mask`], [`utf8`], [`message`], [`close`] and
+//! [`handshake`] — is sans-IO: pure functions and state machines over byte
+//! buffers, testable and fuzzable without a network. [`conn`] and [`client`]
+//! are the thin blocking layer that moves those bytes over `std::net`.
+
+pub mod client;
+pub mod close;
+pub mod conn;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame, ProtocolError};
+pub use conn::{Closed, Config, Outgoing, Reader, Sender};
+pub use frame::{OpCode, Role};
+pub use message::{Decoder, Event, Limits, Message};
