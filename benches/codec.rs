@@ -1,0 +1,2 @@
+//! Codec microbenchmarks (placeholder; filled in by the next commit).
+fn main() {}

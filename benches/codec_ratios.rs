@@ -1,0 +1,2 @@
+//! Codec ratio summary (placeholder; filled in by the next commit).
+fn main() {}
