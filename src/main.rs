@@ -1,31 +1,81 @@
 #![forbid(unsafe_code)]
+
 use std::net::TcpListener;
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
+use wschat::cli::{Cli, Mode};
 use wschat::server::{Server, ServerConfig};
 use wschat::ws::{Config, Limits, Role};
 
-fn main() {
-    env_logger::init();
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("echo") => {
-            let addr = args.get(2).cloned().unwrap_or("127.0.0.1:9001".into());
-            let mut ws = Config::new(Role::Server);
-            ws.limits = Limits::LARGE;
-            ws.queue_len = 1024;
-            let server = Server::new(
-                TcpListener::bind(&addr).unwrap(),
-                ServerConfig::new(ws),
-                Arc::new(wschat::echo::Echo),
-            );
-            println!("echo on ws://{}", server.local_addr().unwrap());
-            server.run();
-        }
-        Some("autobahn-client") => {
-            let n = wschat::autobahn::run(&args[2], "wschat").unwrap();
-            println!("{n} cases");
-        }
-        _ => {}
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.mode {
+        Some(Mode::Echo(args)) => echo(args.addr),
+        Some(Mode::AutobahnClient(args)) => match wschat::autobahn::run(&args.url, &args.agent) {
+            Ok(cases) => {
+                println!("autobahn-client: ran {cases} cases against {}", args.url);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("autobahn-client: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => serve(&cli.serve),
     }
+}
+
+fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
+    let running = match wschat::run::start(args, wschat::run::chat_config(args)) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("wschat: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &running.www {
+        Some(www) => log::info!("serving the page from {}", www.display()),
+        None => log::warn!("no www directory found; only the WebSocket is served (see --www)"),
+    }
+    println!(
+        "wschat: chat server on http://{}/ (open it in a browser; Ctrl-C stops)",
+        running.addr
+    );
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    }) {
+        log::warn!("cannot handle Ctrl-C/SIGTERM: {e}");
+    }
+    let _ = stop_rx.recv();
+    log::info!("shutting down: closing every client with 1001");
+    running.shutdown();
+    log::info!("bye");
+    ExitCode::SUCCESS
+}
+
+fn echo(addr: std::net::SocketAddr) -> ExitCode {
+    let mut ws = Config::new(Role::Server);
+    ws.limits = Limits::LARGE;
+    ws.queue_len = 1024;
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("wschat echo: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = Server::new(
+        listener,
+        ServerConfig::new(ws),
+        Arc::new(wschat::echo::Echo),
+    );
+    if let Ok(addr) = server.local_addr() {
+        println!("wschat echo: ws://{addr}/");
+    }
+    server.run();
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,260 @@
+//! Message history: the last N messages in memory, and optionally every
+//! message appended to a file of JSON lines.
+//!
+//! A message is written to the file *before* it is broadcast, so one that any
+//! client has received is on disk (in the kernel's cache; with `fsync`, on
+//! the device) even if the process is killed right after. At start the file's
+//! tail is reloaded; a last line torn by a crash is cut off with a warning,
+//! so the next append starts on a clean line.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::value::RawValue;
+
+use super::protocol::ChatMessage;
+
+/// A kept message: its id and its JSON, serialized once.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    json: Box<RawValue>,
+}
+
+#[derive(Debug)]
+pub struct History {
+    kept: VecDeque<Entry>,
+    max: usize,
+    next_id: u64,
+    file: Option<HistoryFile>,
+}
+
+#[derive(Debug)]
+struct HistoryFile {
+    file: File,
+    path: PathBuf,
+    /// Length of the file up to the end of its last complete line.
+    len: u64,
+    fsync: bool,
+}
+
+impl History {
+    /// An in-memory history of at most `max` messages.
+    pub fn in_memory(max: usize) -> History {
+        History {
+            kept: VecDeque::new(),
+            max,
+            next_id: 1,
+            file: None,
+        }
+    }
+
+    /// A history backed by `path` (created if missing). With `fsync`, every
+    /// append is synced to the device before it counts as stored.
+    pub fn open(max: usize, path: &Path, fsync: bool) -> io::Result<History> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let mut history = History::in_memory(max);
+        let mut good_len = 0u64;
+        let mut reader = BufReader::new(&mut file);
+        let mut line = String::new();
+        let mut line_no = 0u64;
+        loop {
+            line.clear();
+            let n = match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    log::warn!(
+                        "{}: line {} is not UTF-8; history read up to it",
+                        path.display(),
+                        line_no + 1
+                    );
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            line_no += 1;
+            if !line.ends_with('\n') {
+                log::warn!(
+                    "{}: last line is incomplete (torn by a crash?); {} bytes cut off",
+                    path.display(),
+                    n
+                );
+                break;
+            }
+            good_len += n as u64;
+            match serde_json::from_str::<ChatMessage>(line.trim_end()) {
+                Ok(msg) if msg.id >= history.next_id => {
+                    let json = RawValue::from_string(line.trim_end().to_owned())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    history.keep(msg.id, json);
+                }
+                Ok(msg) => log::warn!(
+                    "{}: line {line_no}: id {} out of order, skipped",
+                    path.display(),
+                    msg.id
+                ),
+                Err(e) => log::warn!("{}: line {line_no} skipped: {e}", path.display()),
+            }
+        }
+        drop(reader);
+        if file.metadata()?.len() != good_len {
+            file.set_len(good_len)?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        history.file = Some(HistoryFile {
+            file,
+            path: path.to_owned(),
+            len: good_len,
+            fsync,
+        });
+        Ok(history)
+    }
+
+    /// The id the next message will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Store a batch of messages, given with their JSON: one write (and one
+    /// sync) for the whole batch. On error nothing is kept, the file is cut
+    /// back to where it was, and the ids are not used up.
+    pub fn append(&mut self, batch: Vec<(u64, String)>) -> io::Result<Vec<(u64, Box<RawValue>)>> {
+        if let Some(hf) = &mut self.file {
+            let mut bytes = Vec::with_capacity(batch.iter().map(|(_, j)| j.len() + 1).sum());
+            for (_, json) in &batch {
+                bytes.extend_from_slice(json.as_bytes());
+                bytes.push(b'\n');
+            }
+            let written = hf.file.write_all(&bytes).and_then(|()| {
+                if hf.fsync {
+                    hf.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = written {
+                // A partial line would corrupt the next append: cut it off.
+                let _ = hf.file.set_len(hf.len);
+                return Err(e);
+            }
+            hf.len += bytes.len() as u64;
+        }
+        let mut stored = Vec::with_capacity(batch.len());
+        for (id, json) in batch {
+            let raw = RawValue::from_string(json)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            stored.push((id, raw));
+        }
+        for (id, raw) in &stored {
+            self.keep(*id, raw.clone());
+        }
+        Ok(stored)
+    }
+
+    fn keep(&mut self, id: u64, json: Box<RawValue>) {
+        self.next_id = id + 1;
+        if self.max == 0 {
+            return;
+        }
+        if self.kept.len() == self.max {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(Entry { id, json });
+    }
+
+    /// What a joining client is sent: the messages after `resume` when it
+    /// says where it left off, else everything kept.
+    pub fn since(&self, resume: Option<u64>) -> Vec<&RawValue> {
+        let after = resume.unwrap_or(0);
+        let start = self.kept.partition_point(|e| e.id <= after);
+        self.kept.range(start..).map(|e| e.json.as_ref()).collect()
+    }
+
+    /// Sync the file to the device (at shutdown).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(hf) => hf.file.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|hf| hf.path.as_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::protocol::{ServerMessage, User};
+
+    fn json(id: u64) -> (u64, String) {
+        let msg = ChatMessage {
+            id,
+            ts: 1,
+            from: User {
+                id: 1,
+                name: "a".into(),
+            },
+            text: format!("m{id}"),
+            nonce: None,
+        };
+        (id, ServerMessage::Message(&msg).to_json())
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("wschat-history-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        dir
+    }
+
+    #[test]
+    fn keeps_the_last_n_and_resumes_after_an_id() {
+        let mut h = History::in_memory(3);
+        for id in 1..=5 {
+            h.append(vec![json(id)]).unwrap();
+        }
+        let ids = |v: Vec<&RawValue>| {
+            v.iter()
+                .map(|r| r.get().to_owned())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        assert!(ids(h.since(None)).contains("m3"));
+        assert!(!ids(h.since(None)).contains("m2"));
+        assert_eq!(h.since(Some(4)).len(), 1);
+        assert_eq!(h.since(Some(5)).len(), 0);
+        assert_eq!(h.next_id(), 6);
+    }
+
+    #[test]
+    fn reloads_and_cuts_a_torn_tail() {
+        let path = temp("torn");
+        {
+            let mut h = History::open(100, &path, false).unwrap();
+            h.append(vec![json(1), json(2)]).unwrap();
+        }
+        // A crash in the middle of a write leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"type":"message","id":3,"ts""#).unwrap();
+        drop(f);
+        let mut h = History::open(100, &path, false).unwrap();
+        assert_eq!(h.next_id(), 3);
+        h.append(vec![json(3)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<ChatMessage>(l).is_ok())
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,293 @@
+//! The chat server: an [`App`] that serves `www/` and joins every WebSocket
+//! to one [`hub`].
+//!
+//! Each connection's reader thread parses and validates what its client
+//! sends ([`protocol`]) and applies flood control ([`ratelimit`]), then
+//! hands the hub only well-formed commands. Its writer thread drains the
+//! client's bounded queue. The hub owns all chat state.
+
+pub mod history;
+pub mod hub;
+pub mod protocol;
+pub mod ratelimit;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender as EventSender;
+
+use crate::server::App;
+use crate::static_files::StaticFiles;
+use crate::ws::handshake::{HttpError, Request, Upgrade};
+use crate::ws::{CloseCode, Message, Outgoing, Reader, Sender};
+use hub::{Event, text_frame};
+use protocol::{ChatError, Command, ErrorCode, TextLimits};
+use ratelimit::{TokenBucket, Verdict};
+
+/// Which pages may open a WebSocket to us (§10.2: the server decides by
+/// `Origin`, which browsers always send). Without a check, any site a user
+/// visits could chat in their name (cross-site WebSocket hijacking).
+#[derive(Clone, Debug, Default)]
+pub struct OriginPolicy {
+    /// Extra origins allowed, e.g. `https://chat.example.org`.
+    pub allowed: Vec<String>,
+    /// Allow every origin (`--allow-origin '*'`).
+    pub any: bool,
+}
+
+impl OriginPolicy {
+    /// Allowed: no `Origin` (not a browser), `null` (a page opened from
+    /// disk), the server's own origin (the page it served), or one listed.
+    pub fn allows(&self, origin: Option<&str>, host: &str) -> bool {
+        let Some(origin) = origin else { return true };
+        let origin = origin.trim_end_matches('/');
+        self.any
+            || origin == "null"
+            || origin.eq_ignore_ascii_case(&format!("http://{host}"))
+            || origin.eq_ignore_ascii_case(&format!("https://{host}"))
+            || self
+                .allowed
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Chat settings that the connection threads need.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    pub text: TextLimits,
+    /// Messages per second per connection; 0 turns flood control off.
+    pub rate: f64,
+    pub burst: u32,
+    pub origins: OriginPolicy,
+    /// How long to wait for an optional `hello` before joining as a guest.
+    pub hello_wait: Duration,
+    /// Test hook: a reader thread panics when it receives this text, to
+    /// show that one connection's panic does not take the server down.
+    #[doc(hidden)]
+    pub panic_on: Option<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            text: TextLimits::default(),
+            rate: 20.0,
+            burst: 40,
+            origins: OriginPolicy::default(),
+            hello_wait: Duration::from_millis(500),
+            panic_on: None,
+        }
+    }
+}
+
+pub struct Chat {
+    config: ChatConfig,
+    files: StaticFiles,
+    events: EventSender<Event>,
+    next_id: AtomicU64,
+}
+
+impl Chat {
+    pub fn new(config: ChatConfig, files: StaticFiles, events: EventSender<Event>) -> Chat {
+        Chat {
+            config,
+            files,
+            events,
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Tells the hub a connection left, however its thread ends — even by a
+/// panic, since `drop` runs while unwinding.
+struct LeaveGuard<'a> {
+    id: u64,
+    events: &'a EventSender<Event>,
+}
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Leave { id: self.id });
+    }
+}
+
+impl App for Chat {
+    fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError> {
+        self.files.respond(request)
+    }
+
+    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<(), HttpError> {
+        let path = upgrade.path.split('?').next().unwrap_or("");
+        if path != "/" && path != "/ws" {
+            return Err(HttpError::NotFound);
+        }
+        if !self
+            .config
+            .origins
+            .allows(upgrade.origin.as_deref(), &upgrade.host)
+        {
+            return Err(HttpError::Forbidden(
+                "origin not allowed; see --allow-origin",
+            ));
+        }
+        Ok(())
+    }
+
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {
+        let started = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let limits = &self.config.text;
+
+        // The optional hello comes first; wait briefly for it.
+        let first = match reader.next_message_timeout(self.config.hello_wait) {
+            Ok(first) => first,
+            Err(closed) => {
+                log::info!(
+                    "{peer} #{id}: left before joining after {:?}: {} {}",
+                    started.elapsed(),
+                    closed.code,
+                    closed.reason
+                );
+                return;
+            }
+        };
+        let first = first.map(|m| match m {
+            Message::Text(text) => protocol::parse(&text, limits),
+            Message::Binary(_) => Err(binary_error()),
+        });
+        let (name, resume, pending) = match first {
+            Some(Ok(Command::Hello { name, resume })) => (name, resume, None),
+            other => (None, None, other),
+        };
+        let _guard = LeaveGuard {
+            id,
+            events: &self.events,
+        };
+        if self
+            .events
+            .send(Event::Join {
+                id,
+                sender: sender.clone(),
+                name,
+                resume,
+            })
+            .is_err()
+        {
+            sender.close(CloseCode::GOING_AWAY, "server shutting down", true);
+            return;
+        }
+        let mut bucket = TokenBucket::new(self.config.rate, self.config.burst);
+        if let Some(parsed) = pending {
+            self.command(id, parsed, &mut bucket, &sender);
+        }
+        let closed = loop {
+            let parsed = match reader.next_message() {
+                Ok(Message::Text(text)) => {
+                    if self.config.panic_on.as_deref() == Some(text.as_str()) {
+                        panic!("test hook: connection #{id} told to panic");
+                    }
+                    protocol::parse(&text, limits)
+                }
+                Ok(Message::Binary(_)) => Err(binary_error()),
+                Err(closed) => break closed,
+            };
+            if !self.command(id, parsed, &mut bucket, &sender) {
+                break reader
+                    .next_message()
+                    .err()
+                    .unwrap_or_else(|| crate::ws::Closed {
+                        code: CloseCode::POLICY,
+                        reason: "rate limit".into(),
+                        by_peer: false,
+                    });
+            }
+        };
+        log::info!(
+            "{peer} #{id}: closed after {:.1?} with {} {}{}",
+            started.elapsed(),
+            closed.code,
+            closed.reason,
+            if closed.by_peer { " (by peer)" } else { "" }
+        );
+    }
+}
+
+impl Chat {
+    /// Pass a parsed request on, or answer it with an error. Returns
+    /// `false` when the client is closed for flooding.
+    fn command(
+        &self,
+        id: u64,
+        parsed: Result<Command, ChatError>,
+        bucket: &mut TokenBucket,
+        sender: &Sender,
+    ) -> bool {
+        let command = match parsed {
+            Ok(command) => command,
+            Err(error) => {
+                reply_error(sender, &error);
+                return true;
+            }
+        };
+        match bucket.check() {
+            Verdict::Allow => {
+                let _ = self.events.send(Event::Command { id, command });
+                true
+            }
+            Verdict::Refuse => {
+                let mut error = ChatError::new(
+                    ErrorCode::RateLimited,
+                    "you are sending too fast; slow down",
+                );
+                if let Command::Say { nonce, .. } = command {
+                    error.nonce = nonce;
+                }
+                reply_error(sender, &error);
+                true
+            }
+            Verdict::Close => {
+                sender.close(CloseCode::POLICY, "rate limit", true);
+                false
+            }
+        }
+    }
+}
+
+fn binary_error() -> ChatError {
+    ChatError::new(
+        ErrorCode::BadRequest,
+        "binary messages are not supported; send text",
+    )
+}
+
+/// An error goes straight to the client's own queue; if that is full the
+/// hub is about to close it for being slow anyway.
+fn reply_error(sender: &Sender, error: &ChatError) {
+    let _ = sender.try_send(Outgoing::Owned(text_frame(&error.to_json())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_policy() {
+        let policy = OriginPolicy::default();
+        assert!(policy.allows(None, "127.0.0.1:8080"));
+        assert!(policy.allows(Some("null"), "127.0.0.1:8080"));
+        assert!(policy.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"));
+        assert!(!policy.allows(Some("http://evil.example"), "127.0.0.1:8080"));
+        let listed = OriginPolicy {
+            allowed: vec!["https://chat.example.org".into()],
+            any: false,
+        };
+        assert!(listed.allows(Some("https://chat.example.org"), "127.0.0.1:8080"));
+        let any = OriginPolicy {
+            allowed: vec![],
+            any: true,
+        };
+        assert!(any.allows(Some("http://evil.example"), "127.0.0.1:8080"));
+    }
+}

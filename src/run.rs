@@ -1,0 +1,156 @@
+//! Putting the pieces together: turn command-line settings into a running
+//! chat server, and stop it cleanly.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::chat::history::History;
+use crate::chat::hub::{Event, Hub};
+use crate::chat::protocol::TextLimits;
+use crate::chat::{Chat, ChatConfig, OriginPolicy};
+use crate::cli::ServeArgs;
+use crate::server::{ConnectionCount, Server, ServerConfig, Stopper};
+use crate::static_files::StaticFiles;
+use crate::ws::handshake::HeadLimits;
+use crate::ws::{Config, Limits, Role};
+
+/// A chat server running on background threads.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub www: Option<PathBuf>,
+    events: crossbeam_channel::Sender<Event>,
+    stopper: Stopper,
+    accept: Option<JoinHandle<()>>,
+    hub: Option<JoinHandle<()>>,
+    connections: Arc<ConnectionCount>,
+    close_timeout: Duration,
+}
+
+/// Where the page lives when `--www` is not given: `www/` beside the crate
+/// (for `cargo run`), else beside the binary, else in the working directory.
+pub fn default_www() -> PathBuf {
+    let crate_www = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www");
+    if crate_www.is_dir() {
+        return crate_www;
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|p| p.join("www")))
+        && dir.is_dir()
+    {
+        return dir;
+    }
+    PathBuf::from("www")
+}
+
+/// The WebSocket and server settings the flags describe.
+pub fn server_config(args: &ServeArgs) -> ServerConfig {
+    let secs = |s: u64| Duration::from_secs(s);
+    let mut ws = Config::new(Role::Server);
+    ws.limits = Limits {
+        max_frame: args.max_frame.unwrap_or(args.max_message),
+        max_message: args.max_message,
+        max_fragments: args.max_fragments,
+    };
+    ws.queue_len = args.queue;
+    ws.ping_interval = (args.ping_interval > 0).then(|| secs(args.ping_interval));
+    ws.pong_timeout = secs(args.pong_timeout);
+    ws.close_timeout = secs(args.close_timeout);
+    ws.write_timeout = (args.write_timeout > 0).then(|| secs(args.write_timeout));
+    let mut config = ServerConfig::new(ws);
+    config.head = HeadLimits {
+        max_head: args.max_head,
+        max_headers: args.max_headers,
+    };
+    config.head_timeout = secs(args.head_timeout);
+    config.max_connections = args.max_connections;
+    config.max_per_ip = args.max_per_ip;
+    config
+}
+
+pub fn chat_config(args: &ServeArgs) -> ChatConfig {
+    ChatConfig {
+        text: TextLimits {
+            max_text: args.max_text,
+            ..TextLimits::default()
+        },
+        rate: args.rate,
+        burst: args.burst,
+        origins: OriginPolicy {
+            any: args.allow_origin.iter().any(|o| o == "*"),
+            allowed: args
+                .allow_origin
+                .iter()
+                .filter(|o| *o != "*")
+                .cloned()
+                .collect(),
+        },
+        ..ChatConfig::default()
+    }
+}
+
+/// Start a chat server with these settings; `chat` may adjust the chat
+/// configuration (tests use it for hooks).
+pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
+    let history = match &args.history_file {
+        Some(path) => History::open(args.history, path, args.fsync).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("history file {}: {e}", path.display()))
+        })?,
+        None => History::in_memory(args.history),
+    };
+    let listener = TcpListener::bind(args.addr)?;
+    let addr = listener.local_addr()?;
+    let www = args.www.clone().unwrap_or_else(default_www);
+    let files = StaticFiles::new(&www);
+    let www = files.root().map(PathBuf::from);
+    let (events, receiver) = crossbeam_channel::bounded(16 * 1024);
+    let hub = Hub::new(history, chat.text);
+    let hub = std::thread::Builder::new()
+        .name("hub".into())
+        .spawn(move || hub.run(receiver))?;
+    let config = server_config(args);
+    let close_timeout = config.ws.close_timeout;
+    let app = Arc::new(Chat::new(chat, files, events.clone()));
+    let server = Server::new(listener, config, app);
+    let stopper = server.stopper();
+    let connections = server.connections();
+    let accept = std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || server.run())?;
+    Ok(Running {
+        addr,
+        www,
+        events,
+        stopper,
+        accept: Some(accept),
+        hub: Some(hub),
+        connections,
+        close_timeout,
+    })
+}
+
+impl Running {
+    /// Stop accepting, close every client with 1001, sync the history, and
+    /// wait (bounded) for the closing handshakes to finish.
+    pub fn shutdown(mut self) {
+        self.stopper.stop();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        let _ = self.events.send(Event::Shutdown);
+        if let Some(hub) = self.hub.take() {
+            let _ = hub.join();
+        }
+        let deadline = Instant::now() + self.close_timeout + Duration::from_secs(1);
+        while self.connections.open() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+}
