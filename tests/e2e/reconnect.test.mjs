@@ -129,8 +129,10 @@ scenario('a server that closes the connection is reported with its close code an
   await server.stop(); // SIGTERM: a graceful server says goodbye (1001) before leaving
   await alice.waitState('offline');
   const [[code, reason]] = await alice.page.evaluate(() => window.__closes);
+  assert.equal(code, 1001, 'the server closed with 1001 (going away)');
   const status = await alice.statusText();
-  if (code === 1006) assert.match(status, /connection lost/);
-  else assert.ok(status.includes(`closed by server: ${code}${reason ? ' ' + reason : ''}`), `status ${JSON.stringify(status)} shows close ${code} ${reason}`);
+  assert.ok(status.includes(`Offline — closed by server: 1001${reason ? ' ' + reason : ''}`), `status ${JSON.stringify(status)} shows close ${code} ${reason}`);
+  await alice.waitSystem('disconnect', `closed by server: 1001`);
+  assert.match(await alice.page.locator('#people-title').innerText(), /Last seen/i, 'presence is marked as not live');
   await alice.shot('close-code-alice.png');
 });
