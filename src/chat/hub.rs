@@ -178,13 +178,7 @@ impl Hub {
     }
 
     fn leave(&mut self, id: u64) {
-        let mut gone = vec![id];
-        while let Some(id) = gone.pop() {
-            if let Some(client) = self.clients.remove(&id) {
-                let leave = ServerMessage::Leave { user: &client.user }.to_json();
-                gone.extend(self.send_all(&leave, None));
-            }
-        }
+        self.remove(vec![id]);
     }
 
     fn rename(&mut self, id: u64, name: String) {
@@ -228,9 +222,14 @@ impl Hub {
         }
         match self.history.append(batch) {
             Ok(stored) => {
-                for (_, json) in stored {
-                    self.broadcast_except(json.get(), None);
+                // Every client gets the whole batch as one queue item: one
+                // wake-up and one write for its writer, however many messages.
+                let mut frames =
+                    Vec::with_capacity(stored.iter().map(|(_, j)| j.get().len() + 10).sum());
+                for (_, json) in &stored {
+                    encode_frame(&mut frames, true, OpCode::Text, json.get().as_bytes(), None);
                 }
+                self.broadcast_frames(frames.into(), None);
             }
             Err(e) => {
                 log::error!(
@@ -256,19 +255,30 @@ impl Hub {
     /// Send to every client but `except`; close and drop the ones that
     /// cannot keep up, telling the others they left.
     fn broadcast_except(&mut self, json: &str, except: Option<u64>) {
-        let mut gone = self.send_all(json, except);
+        self.broadcast_frames(text_frame(json).into(), except);
+    }
+
+    /// Send encoded frames to every client but `except`, as in
+    /// [`Hub::broadcast_except`].
+    fn broadcast_frames(&mut self, frames: Arc<[u8]>, except: Option<u64>) {
+        let gone = self.send_all(frames, except);
+        self.remove(gone);
+    }
+
+    /// Forget these clients and tell everyone else they left — which may
+    /// find more clients too slow to take even that.
+    fn remove(&mut self, mut gone: Vec<u64>) {
         while let Some(id) = gone.pop() {
             if let Some(client) = self.clients.remove(&id) {
                 let leave = ServerMessage::Leave { user: &client.user }.to_json();
-                gone.extend(self.send_all(&leave, None));
+                gone.extend(self.send_all(text_frame(&leave).into(), None));
             }
         }
     }
 
-    /// One encoded frame, shared by every queue. Returns the clients whose
+    /// The same encoded bytes into every queue. Returns the clients whose
     /// queue was full (now asked to close) or already gone.
-    fn send_all(&self, json: &str, except: Option<u64>) -> Vec<u64> {
-        let frame: Arc<[u8]> = text_frame(json).into();
+    fn send_all(&self, frame: Arc<[u8]>, except: Option<u64>) -> Vec<u64> {
         let mut gone = Vec::new();
         for (&id, client) in &self.clients {
             if Some(id) == except {
