@@ -126,7 +126,8 @@ pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 /// State the reader and writer share.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Our Close frame has been written: nothing more may be sent (§5.5.1).
+    /// Our Close frame is written, or being written: nothing more may be
+    /// sent (§5.5.1), and a Close from the peer is the answer to ours.
     close_sent: AtomicBool,
 }
 
@@ -222,9 +223,10 @@ pub struct Reader {
     end: usize,
     control: channel::Sender<Control>,
     shared: Arc<Shared>,
-    /// Dropped when the reader is done; the writer waits on it after
-    /// starting a close.
-    _alive: channel::Sender<()>,
+    /// Dropped when the reader is done (it has returned `Err`, or the
+    /// `Reader` itself is dropped); the writer waits on it after starting a
+    /// close.
+    alive: Option<channel::Sender<()>>,
     last_heard: Instant,
     ping_sent: Option<Instant>,
     timeout_set: Option<Duration>,
@@ -267,7 +269,7 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
         end: leftover.len(),
         control: control_tx.clone(),
         shared,
-        _alive: alive_tx,
+        alive: Some(alive_tx),
         last_heard: Instant::now(),
         ping_sent: None,
         timeout_set: None,
@@ -291,11 +293,17 @@ impl Reader {
         }
         match self.next_inner() {
             Ok(message) => Ok(message),
-            Err(closed) => {
-                self.closed = Some(closed.clone());
-                Err(closed)
-            }
+            Err(closed) => Err(self.finish(closed)),
         }
+    }
+
+    /// The connection is over: remember how, and release a writer waiting
+    /// for the closing handshake (§7.1.1) now rather than when the `Reader`
+    /// is dropped, so that it ends and later sends fail with `Disconnected`.
+    fn finish(&mut self, closed: Closed) -> Closed {
+        self.closed = Some(closed.clone());
+        self.alive = None;
+        closed
     }
 
     /// Like [`Reader::next_message`], but gives up after `timeout` with
@@ -307,10 +315,7 @@ impl Reader {
         }
         match self.run(Some(deadline)) {
             Ok(message) => Ok(message),
-            Err(closed) => {
-                self.closed = Some(closed.clone());
-                Err(closed)
-            }
+            Err(closed) => Err(self.finish(closed)),
         }
     }
 
@@ -379,9 +384,18 @@ impl Reader {
             Some(f) => (f.code, f.reason.clone()),
             None => (CloseCode::NO_STATUS, String::new()),
         };
+        let closed = Closed {
+            code,
+            reason,
+            by_peer: !we_closed_first,
+        };
         if we_closed_first {
             if self.config.role == Role::Server {
-                let _ = self.stream.shutdown(Shutdown::Both);
+                // The server closes TCP first (§7.1.1). The writer does it
+                // as soon as this reader is done (see `finish`), and not
+                // before it has written all of our Close: when the peer's
+                // Close crossed ours, that write may still be under way.
+                return closed;
             }
         } else {
             // Echo the code we received; an empty Close is echoed empty.
@@ -392,11 +406,7 @@ impl Reader {
             self.queue_close(echo, CloseKind::Reply);
         }
         self.linger();
-        Closed {
-            code,
-            reason,
-            by_peer: !we_closed_first,
-        }
+        closed
     }
 
     fn queue_close(&self, payload: Vec<u8>, kind: CloseKind) {
@@ -585,6 +595,11 @@ impl Writer {
             }
             if let Some((payload, _)) = &close {
                 batch.push(Outgoing::Owned(encode(self.role, OpCode::Close, payload)));
+                // Set before the write, not after: the peer's answer to our
+                // Close can arrive and be read before `write` returns here,
+                // and the reader must then take it as the echo of ours, not
+                // as a Close of the peer's own to be echoed (§5.5.1, §7.1.1).
+                self.shared.close_sent.store(true, Ordering::Release);
             }
             if write_all_vectored(&mut self.stream, &batch).is_err() {
                 let _ = self.stream.shutdown(Shutdown::Both);
@@ -592,7 +607,6 @@ impl Writer {
             }
             batch.clear();
             if let Some((_, kind)) = close {
-                self.shared.close_sent.store(true, Ordering::Release);
                 self.after_close(kind);
                 return;
             }
@@ -628,8 +642,33 @@ impl Writer {
             (CloseKind::Reply, Role::Client) => {}
             // Wait for the peer's echo; the reader ends when it arrives.
             (CloseKind::Initiate { .. }, _) => {
-                let _ = self.reader_alive.recv_timeout(self.close_timeout);
-                let _ = self.stream.shutdown(Shutdown::Both);
+                let deadline = channel::at(Instant::now() + self.close_timeout);
+                let mut crossed = false;
+                loop {
+                    channel::select! {
+                        recv(self.reader_alive) -> _ => break,
+                        recv(self.control) -> control => match control {
+                            // The peer's own Close crossed ours (§1.4):
+                            // the reader took it for one to answer, but ours
+                            // already does (§5.5.1). The handshake is
+                            // complete, so finish as after a reply; waiting
+                            // here would stall both sides until the timeout.
+                            Ok(Control::Close(_, CloseKind::Reply)) => {
+                                crossed = true;
+                                break;
+                            }
+                            // Nothing is sent after our Close.
+                            Ok(_) => {}
+                            Err(_) => break,
+                        },
+                        recv(deadline) -> _ => break,
+                    }
+                }
+                if crossed {
+                    self.after_close(CloseKind::Reply);
+                } else {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                }
             }
         }
     }
