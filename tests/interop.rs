@@ -233,6 +233,7 @@ struct TsServerLog {
     /// Data messages, in order, as (is_text, bytes).
     messages: Vec<(bool, Vec<u8>)>,
     pings: Vec<Vec<u8>>,
+    pongs: Vec<Vec<u8>>,
     /// The Close frames received, as (code, reason); `None` for an empty one.
     closes: Vec<Option<(u16, String)>>,
     /// `Ok` when tungstenite ended the connection normally.
@@ -240,7 +241,8 @@ struct TsServerLog {
 }
 
 /// A tungstenite echo server for one connection, on its own thread. A text
-/// message `close:CODE:REASON` makes it start the closing handshake.
+/// message `close:CODE:REASON` makes it start the closing handshake; `frag`
+/// makes it send "fragmented" in three frames with a Ping among them.
 fn ts_echo_server() -> (SocketAddr, JoinHandle<TsServerLog>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -251,6 +253,7 @@ fn ts_echo_server() -> (SocketAddr, JoinHandle<TsServerLog>) {
         let mut log = TsServerLog {
             messages: Vec::new(),
             pings: Vec::new(),
+            pongs: Vec::new(),
             closes: Vec::new(),
             end: Ok(()),
         };
@@ -267,6 +270,17 @@ fn ts_echo_server() -> (SocketAddr, JoinHandle<TsServerLog>) {
                         if let Err(e) = ws.close(Some(frame)) {
                             break Err(format!("close: {e}"));
                         }
+                    } else if text.as_str() == "frag" {
+                        let frames = [
+                            Frame::message(b"frag".to_vec(), TsOpCode::Data(Data::Text), false),
+                            Frame::ping(b"in between".to_vec()),
+                            Frame::message(b"men".to_vec(), TsOpCode::Data(Data::Continue), false),
+                            Frame::message(b"ted".to_vec(), TsOpCode::Data(Data::Continue), true),
+                        ];
+                        for frame in frames {
+                            ws.write(TsMessage::Frame(frame)).unwrap();
+                        }
+                        ws.flush().unwrap();
                     } else if let Err(e) = ws.send(TsMessage::Text(text)) {
                         break Err(format!("send: {e}"));
                     }
@@ -278,6 +292,7 @@ fn ts_echo_server() -> (SocketAddr, JoinHandle<TsServerLog>) {
                     }
                 }
                 Ok(TsMessage::Ping(payload)) => log.pings.push(payload.to_vec()),
+                Ok(TsMessage::Pong(payload)) => log.pongs.push(payload.to_vec()),
                 Ok(TsMessage::Close(frame)) => log
                     .closes
                     .push(frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))),
@@ -735,6 +750,33 @@ fn a_close_initiated_by_the_server() {
 }
 
 #[test]
+fn a_server_close_that_is_never_answered_ends_after_the_close_timeout() {
+    let (app, ended) = fn_app(|reader, sender| {
+        sender.close(CloseCode::GOING_AWAY, "shutting down", true);
+        loop {
+            if let Err(closed) = reader.next_message() {
+                return closed;
+            }
+        }
+    });
+    let mut config = large_config(Role::Server);
+    config.close_timeout = Duration::from_millis(500);
+    let server = TestServer::start(config, app);
+    let mut stream = raw_handshake(server.addr);
+    let close = read_server_frame(&mut stream);
+    assert_eq!(close.close_code(), 1001);
+    assert_eq!(&close.payload[2..], b"shutting down");
+    // We never answer: the server stops waiting and closes TCP.
+    let start = Instant::now();
+    expect_eof(&mut stream);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "EOF after {took:?}");
+    drop(stream);
+    ended.recv_timeout(IO_TIMEOUT).unwrap();
+    server.wait_idle();
+}
+
+#[test]
 fn a_simultaneous_close_during_a_large_send() {
     // On "go" the server queues two 16 MiB messages and then its Close. The
     // client sends its own Close without waiting for the server's, so the
@@ -1022,6 +1064,11 @@ fn b_client_messages_roundtrip() {
         .unwrap();
     assert_eq!(next(&mut reader), Ok(Message::Text("after ping".into())));
 
+    // A fragmented message with a Ping among its frames: reassembled, and
+    // the Ping answered with its payload.
+    sender.send_message(&Message::Text("frag".into())).unwrap();
+    assert_eq!(next(&mut reader), Ok(Message::Text("fragmented".into())));
+
     // Pipelined, in order.
     for i in 0..100u32 {
         sender
@@ -1056,7 +1103,8 @@ fn b_client_messages_roundtrip() {
     let log = join(server);
     assert_eq!(log.end, Ok(()));
     assert_eq!(log.pings, [b"x".to_vec()]);
-    assert_eq!(log.messages.len(), messages.len() + 1 + 100 + 2);
+    assert_eq!(log.pongs, [b"in between".to_vec()]);
+    assert_eq!(log.messages.len(), messages.len() + 2 + 100 + 2);
 }
 
 #[test]
