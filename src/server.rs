@@ -225,6 +225,7 @@ fn handle(
         Ok(request) => request,
         Err(e) => return refuse(&mut stream, &e),
     };
+    drop(head);
     if !request.wants_websocket() {
         let response = app.http(&request).unwrap_or_else(|e| e.response());
         let _ = stream.set_write_timeout(Some(config.head_timeout));
@@ -245,6 +246,8 @@ fn handle(
     {
         return;
     }
+    // Only what the connection needs stays alive for its lifetime.
+    drop(request);
     let _ = stream.set_read_timeout(None);
     match conn::start(stream, &leftover, config.ws.clone()) {
         Ok((reader, sender)) => app.websocket(reader, sender, peer),

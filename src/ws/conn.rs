@@ -22,12 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{self as channel, Receiver, TrySendError};
+use crossbeam_channel::{self as channel, Receiver};
 
 use super::close::{CloseCode, CloseFrame};
 use super::frame::{OpCode, Role, close_payload, encode_frame};
 use super::mask::MaskSource;
 use super::message::{Decoder, Event, Limits, Message};
+use super::queue::{QueueReceiver, QueueSender, queue};
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -36,8 +37,10 @@ pub struct Config {
     pub limits: Limits,
     /// Frames the data queue holds before [`Sender::try_send`] reports it full.
     pub queue_len: usize,
-    /// Size of the reader's buffer. Large payloads stream through it into the
-    /// message buffer, so it never has to grow.
+    /// Largest size of the reader's buffer. It starts small (an idle chat
+    /// connection needs little) and doubles while reads fill it, up to this.
+    /// Large payloads stream through it into the message buffer, so it never
+    /// has to hold a whole frame.
     pub read_buffer: usize,
     /// Most frames written in one system call.
     pub max_batch: usize,
@@ -69,6 +72,9 @@ impl Config {
         }
     }
 }
+
+/// The reader's first buffer: room for a typical chat message.
+const INITIAL_READ_BUFFER: usize = 512;
 
 /// Encoded frame bytes on their way to the socket. A server encodes a
 /// broadcast once and hands the same `Arc` to every client's queue.
@@ -135,7 +141,7 @@ struct Shared {
 #[derive(Clone, Debug)]
 pub struct Sender {
     role: Role,
-    data: channel::Sender<Outgoing>,
+    data: QueueSender<Outgoing>,
     control: channel::Sender<Control>,
 }
 
@@ -143,13 +149,7 @@ pub struct Sender {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Disconnected;
 
-/// Why [`Sender::try_send`] could not queue a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrySend {
-    /// The queue is full: the peer reads more slowly than we send.
-    Full,
-    Disconnected,
-}
+pub use super::queue::TrySend;
 
 impl Sender {
     /// Queue an encoded frame, blocking while the queue is full.
@@ -159,10 +159,7 @@ impl Sender {
 
     /// Queue an encoded frame without blocking.
     pub fn try_send(&self, frame: Outgoing) -> Result<(), TrySend> {
-        self.data.try_send(frame).map_err(|e| match e {
-            TrySendError::Full(_) => TrySend::Full,
-            TrySendError::Disconnected(_) => TrySend::Disconnected,
-        })
+        self.data.try_send(frame)
     }
 
     /// Encode and queue a data message as one frame.
@@ -241,7 +238,7 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
     let write_half = stream.try_clone()?;
-    let (data_tx, data_rx) = channel::bounded(config.queue_len.max(1));
+    let (data_tx, data_rx) = queue(config.queue_len);
     let (control_tx, control_rx) = channel::bounded(8);
     let (alive_tx, alive_rx) = channel::bounded::<()>(0);
     let shared = Arc::new(Shared::default());
@@ -259,7 +256,13 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
         .name("ws-writer".into())
         .stack_size(config.writer_stack)
         .spawn(move || writer.run())?;
-    let mut buf = vec![0; config.read_buffer.max(leftover.len()).max(64)];
+    let mut buf = vec![
+        0;
+        INITIAL_READ_BUFFER
+            .min(config.read_buffer)
+            .max(leftover.len())
+            .max(64)
+    ];
     buf[..leftover.len()].copy_from_slice(leftover);
     let reader = Reader {
         stream,
@@ -466,6 +469,10 @@ impl Reader {
                 }
                 Ok(n) => {
                     self.end += n;
+                    if self.end == self.buf.len() && self.buf.len() < self.config.read_buffer {
+                        let grown = (self.buf.len() * 2).min(self.config.read_buffer);
+                        self.buf.resize(grown, 0);
+                    }
                     self.last_heard = Instant::now();
                     self.ping_sent = None;
                     return Ok(());
@@ -537,7 +544,7 @@ impl Reader {
 
 struct Writer {
     stream: TcpStream,
-    data: Receiver<Outgoing>,
+    data: QueueReceiver<Outgoing>,
     control: Receiver<Control>,
     reader_alive: Receiver<()>,
     shared: Arc<Shared>,
@@ -553,7 +560,11 @@ impl Writer {
         while data_open || control_open {
             let never_data = channel::never();
             let never_control = channel::never();
-            let data = if data_open { &self.data } else { &never_data };
+            let data = if data_open {
+                self.data.channel()
+            } else {
+                &never_data
+            };
             let control = if control_open {
                 &self.control
             } else {
@@ -566,7 +577,10 @@ impl Writer {
                     Err(_) => control_open = false,
                 },
                 recv(data) -> d => match d {
-                    Ok(frame) => batch.push(frame),
+                    Ok(frame) => {
+                        self.data.taken(1);
+                        batch.push(frame);
+                    }
                     Err(_) => data_open = false,
                 },
             }
@@ -586,12 +600,14 @@ impl Writer {
                 } else {
                     self.max_batch
                 };
+                let before = batch.len();
                 while batch.len() < limit {
-                    match self.data.try_recv() {
+                    match self.data.channel().try_recv() {
                         Ok(frame) => batch.push(frame),
                         Err(_) => break,
                     }
                 }
+                self.data.taken(batch.len() - before);
             }
             if let Some((payload, _)) = &close {
                 batch.push(Outgoing::Owned(encode(self.role, OpCode::Close, payload)));
@@ -606,6 +622,10 @@ impl Writer {
                 return;
             }
             batch.clear();
+            if batch.capacity() > 16 {
+                // A burst is over; an idle connection keeps no large buffer.
+                batch = Vec::new();
+            }
             if let Some((_, kind)) = close {
                 self.after_close(kind);
                 return;
@@ -676,15 +696,23 @@ impl Writer {
 
 /// Write every frame, in as few system calls as the kernel allows.
 fn write_all_vectored(stream: &mut TcpStream, frames: &[Outgoing]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f.as_ref())).collect();
-    let mut slices = &mut slices[..];
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match stream.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    // At most this many slices per call, kept on the stack: no allocation
+    // per write.
+    const SLICES: usize = 64;
+    for group in frames.chunks(SLICES) {
+        let mut storage = [IoSlice::new(&[]); SLICES];
+        for (slot, frame) in storage.iter_mut().zip(group) {
+            *slot = IoSlice::new(frame.as_ref());
+        }
+        let mut slices = &mut storage[..group.len()];
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            match stream.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
@@ -700,19 +728,24 @@ pub fn read_head(
 ) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
     let mut scanner = super::handshake::HeadScanner::default();
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(HeadError::Timeout);
         }
         stream.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
+        // Never more than one byte past the cap, so an oversized head is
+        // refused without reading it all.
         let room = (limits.max_head + 1)
             .saturating_sub(buf.len())
-            .clamp(1, chunk.len());
-        match stream.read(&mut chunk[..room]) {
+            .clamp(1, 1024);
+        let filled = buf.len();
+        buf.resize(filled + room, 0);
+        let read = stream.read(&mut buf[filled..]);
+        buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => return Err(HeadError::Eof),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(

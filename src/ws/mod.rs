@@ -12,6 +12,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod queue;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ProtocolError};
