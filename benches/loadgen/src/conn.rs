@@ -1,0 +1,511 @@
+//! One client connection as a non-blocking state machine: TCP connect, the
+//! opening handshake, then frames, all with wschat's sans-IO codec.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use wschat::ws::frame::{close_payload, encode_frame};
+use wschat::ws::handshake::{self, HeadLimits, HeadScanner};
+use wschat::ws::mask::MaskSource;
+use wschat::ws::{Decoder, Event, Limits, Message, OpCode, Role};
+
+/// Histograms hold nanoseconds, from 1 ns to 100 s, to 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Everything one worker counts. Workers' stats are merged at the end.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub handshake: Histogram<u64>,
+    pub latency: Histogram<u64>,
+    /// How late a paced send went out against its schedule.
+    pub send_lag: Histogram<u64>,
+    /// Churn: connect + handshake + one message echoed back.
+    pub cycle: Histogram<u64>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    /// Frames with a payload marker from no known sender (or a stale churn one).
+    pub unknown: u64,
+    /// Frames without a payload marker (welcome, join, leave, …).
+    pub other_frames: u64,
+    /// Rate 0: a sender's own message did not come back in time; it sent the next one.
+    pub stalls: u64,
+    /// Paced: the sender's socket had too much unsent data; this send was skipped.
+    pub send_skipped: u64,
+    pub connect_failed: u64,
+    /// Connections the server closed (or reset) before the end.
+    pub closed_by_peer: u64,
+    pub churn_cycles: u64,
+    pub churn_errors: u64,
+    pub last_connected_ns: u64,
+    pub last_delivery_ns: u64,
+    pub errors: Vec<String>,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            handshake: histogram(),
+            latency: histogram(),
+            send_lag: histogram(),
+            cycle: histogram(),
+            sent: 0,
+            delivered: 0,
+            out_of_order: 0,
+            duplicates: 0,
+            unknown: 0,
+            other_frames: 0,
+            stalls: 0,
+            send_skipped: 0,
+            connect_failed: 0,
+            closed_by_peer: 0,
+            churn_cycles: 0,
+            churn_errors: 0,
+            last_connected_ns: 0,
+            last_delivery_ns: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, what: String) {
+        if self.errors.len() < 5 {
+            self.errors.push(what);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Stats) {
+        self.handshake.add(&other.handshake).ok();
+        self.latency.add(&other.latency).ok();
+        self.send_lag.add(&other.send_lag).ok();
+        self.cycle.add(&other.cycle).ok();
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.out_of_order += other.out_of_order;
+        self.duplicates += other.duplicates;
+        self.unknown += other.unknown;
+        self.other_frames += other.other_frames;
+        self.stalls += other.stalls;
+        self.send_skipped += other.send_skipped;
+        self.connect_failed += other.connect_failed;
+        self.closed_by_peer += other.closed_by_peer;
+        self.churn_cycles += other.churn_cycles;
+        self.churn_errors += other.churn_errors;
+        self.last_connected_ns = self.last_connected_ns.max(other.last_connected_ns);
+        self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
+        for e in &other.errors {
+            self.error(e.clone());
+        }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+/// What a worker passes to a connection's handlers.
+pub struct Ctx<'a> {
+    pub stats: &'a mut Stats,
+    pub keys: &'a mut MaskSource,
+    pub base: std::time::Instant,
+    /// Sender ids are `0..senders`; markers with other ids are not counted.
+    pub senders: usize,
+    /// Count deliveries only while this is set (send and drain phases).
+    pub counting: bool,
+    /// Data frames received, marker or not (to see when the server is quiet).
+    pub frames: u64,
+}
+
+impl Ctx<'_> {
+    pub fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Handshaking,
+    Open,
+    /// We sent a Close; waiting for the server to close TCP.
+    Closing,
+}
+
+/// What a handler call changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Nothing,
+    /// The handshake completed.
+    Connected,
+    /// Connect or handshake failed.
+    Failed(String),
+    /// The connection is over (EOF, reset, protocol error after opening).
+    Closed(String),
+}
+
+/// A connection that sends messages.
+#[derive(Debug)]
+pub struct SenderState {
+    pub id: u32,
+    pub next_seq: u64,
+    /// Rate 0 (and churn): the message whose echo we wait for, and when it went out.
+    pub in_flight: Option<(u64, u64)>,
+    /// Paced: when the next message is due.
+    pub next_due_ns: u64,
+    /// Own messages that came back on this connection.
+    pub echoed: u64,
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    pub state: State,
+    pub started_ns: u64,
+    decoder: Decoder,
+    scanner: HeadScanner,
+    head: Vec<u8>,
+    expected_accept: String,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Per sender: one more than the highest sequence number seen.
+    last_seq: Vec<u64>,
+    pub sender: Option<SenderState>,
+    request: Vec<u8>,
+}
+
+impl Conn {
+    /// Start a non-blocking connect; the handshake follows when it completes.
+    pub fn connect(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        keys: &mut MaskSource,
+        now_ns: u64,
+    ) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        let request = handshake::client_request(host, path, keys);
+        Ok(Conn {
+            stream,
+            state: State::Connecting,
+            started_ns: now_ns,
+            decoder: Decoder::new(Role::Client, Limits::LARGE),
+            scanner: HeadScanner::default(),
+            head: Vec::new(),
+            expected_accept: request.expected_accept,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            last_seq: Vec::new(),
+            sender: None,
+            request: request.bytes,
+        })
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Handle a readiness event.
+    pub fn on_event(
+        &mut self,
+        readable: bool,
+        writable: bool,
+        scratch: &mut [u8],
+        ctx: &mut Ctx,
+    ) -> Outcome {
+        if self.state == State::Connecting {
+            if !writable && !readable {
+                return Outcome::Nothing;
+            }
+            match self.stream.take_error() {
+                Ok(Some(e)) | Err(e) => return Outcome::Failed(format!("connect: {e}")),
+                Ok(None) => {}
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Outcome::Nothing,
+                Err(e) => return Outcome::Failed(format!("connect: {e}")),
+            }
+            self.stream.set_nodelay(true).ok();
+            self.state = State::Handshaking;
+            let request = std::mem::take(&mut self.request);
+            self.out.extend_from_slice(&request);
+        }
+        if let Err(e) = self.flush() {
+            return self.io_failed(format!("write: {e}"));
+        }
+        let mut outcome = Outcome::Nothing;
+        if readable {
+            loop {
+                match self.stream.read(scratch) {
+                    Ok(0) => {
+                        return match self.state {
+                            State::Handshaking => {
+                                Outcome::Failed("EOF during handshake".to_owned())
+                            }
+                            State::Closing => Outcome::Closed(String::new()),
+                            _ => Outcome::Closed("EOF from server".to_owned()),
+                        };
+                    }
+                    Ok(n) => match self.on_bytes(&mut scratch[..n], ctx) {
+                        Ok(Outcome::Nothing) => {}
+                        Ok(o) => outcome = o,
+                        Err(e) => return self.io_failed(e),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.io_failed(format!("read: {e}")),
+                }
+            }
+        }
+        // Handling may have queued a pong or a close.
+        if let Err(e) = self.flush() {
+            return self.io_failed(format!("write: {e}"));
+        }
+        outcome
+    }
+
+    fn io_failed(&self, why: String) -> Outcome {
+        match self.state {
+            State::Connecting | State::Handshaking => Outcome::Failed(why),
+            State::Closing => Outcome::Closed(String::new()),
+            State::Open => Outcome::Closed(why),
+        }
+    }
+
+    fn on_bytes(&mut self, data: &mut [u8], ctx: &mut Ctx) -> Result<Outcome, String> {
+        match self.state {
+            State::Connecting => Err("bytes before connect".to_owned()),
+            State::Handshaking => {
+                self.head.extend_from_slice(data);
+                let end = self
+                    .scanner
+                    .find_end(&self.head, &HeadLimits::default())
+                    .map_err(|e| format!("handshake: {e}"))?;
+                let Some(end) = end else {
+                    return Ok(Outcome::Nothing);
+                };
+                handshake::check_response(&self.head[..end], &self.expected_accept)
+                    .map_err(|e| format!("handshake: {e}"))?;
+                let mut rest = self.head.split_off(end);
+                self.head = Vec::new();
+                self.state = State::Open;
+                let now = ctx.now_ns();
+                ctx.stats
+                    .handshake
+                    .saturating_record(now.saturating_sub(self.started_ns).max(1));
+                ctx.stats.last_connected_ns = ctx.stats.last_connected_ns.max(now);
+                if !rest.is_empty() {
+                    let used = self.decode(&mut rest, ctx)?;
+                    self.inbuf.extend_from_slice(&rest[used..]);
+                }
+                Ok(Outcome::Connected)
+            }
+            State::Open | State::Closing => {
+                if self.inbuf.is_empty() {
+                    let used = self.decode(data, ctx)?;
+                    self.inbuf.extend_from_slice(&data[used..]);
+                } else {
+                    let mut buf = std::mem::take(&mut self.inbuf);
+                    buf.extend_from_slice(data);
+                    let used = self.decode(&mut buf, ctx)?;
+                    buf.drain(..used);
+                    self.inbuf = buf;
+                }
+                Ok(Outcome::Nothing)
+            }
+        }
+    }
+
+    /// Decode whole frames from `buf`; returns how many bytes were used (the
+    /// rest is an incomplete header, kept for the next read).
+    fn decode(&mut self, buf: &mut [u8], ctx: &mut Ctx) -> Result<usize, String> {
+        let mut pos = 0;
+        let mut now = None;
+        while pos < buf.len() {
+            let (used, event) = self
+                .decoder
+                .decode(&mut buf[pos..])
+                .map_err(|e| format!("protocol error from server: {e:?}"))?;
+            pos += used;
+            let Some(event) = event else { break };
+            match event {
+                Event::Message(Message::Text(text)) => {
+                    let now = *now.get_or_insert_with(|| ctx.now_ns());
+                    self.on_payload(text.as_bytes(), now, ctx);
+                }
+                Event::Message(Message::Binary(bytes)) => {
+                    let now = *now.get_or_insert_with(|| ctx.now_ns());
+                    self.on_payload(&bytes, now, ctx);
+                }
+                Event::Ping(payload) => self.queue_frame(OpCode::Pong, &payload, ctx.keys),
+                Event::Pong(_) => {}
+                Event::Close(_) => {
+                    if self.state == State::Open {
+                        // The server closes first: answer, then wait for its EOF.
+                        self.queue_frame(OpCode::Close, &close_payload(1000, ""), ctx.keys);
+                        self.state = State::Closing;
+                        ctx.stats.closed_by_peer += 1;
+                    }
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    fn on_payload(&mut self, payload: &[u8], now: u64, ctx: &mut Ctx) {
+        ctx.frames += 1;
+        let Some((sender, seq, sent_ns)) = find_marker(payload) else {
+            ctx.stats.other_frames += 1;
+            return;
+        };
+        if let Some(me) = &mut self.sender
+            && me.id == sender
+            && me.in_flight.is_some_and(|(s, _)| s == seq)
+        {
+            me.in_flight = None;
+            me.echoed += 1;
+        }
+        if !ctx.counting || sender as usize >= ctx.senders {
+            ctx.stats.unknown += 1;
+            return;
+        }
+        ctx.stats
+            .latency
+            .saturating_record(now.saturating_sub(sent_ns).max(1));
+        ctx.stats.delivered += 1;
+        ctx.stats.last_delivery_ns = ctx.stats.last_delivery_ns.max(now);
+        if self.last_seq.is_empty() {
+            self.last_seq = vec![0; ctx.senders];
+        }
+        let last = &mut self.last_seq[sender as usize];
+        if seq + 1 > *last {
+            *last = seq + 1;
+        } else if seq + 1 == *last {
+            ctx.stats.duplicates += 1;
+        } else {
+            ctx.stats.out_of_order += 1;
+        }
+    }
+
+    /// Queue one masked frame and try to write it.
+    pub fn queue_frame(&mut self, opcode: OpCode, payload: &[u8], keys: &mut MaskSource) {
+        self.compact();
+        encode_frame(&mut self.out, true, opcode, payload, Some(keys.key()));
+    }
+
+    /// Send the next data message: `L<id>:<seq>:<now_ns>:` padded with 'x'
+    /// to `size` bytes. Returns its sequence number.
+    pub fn send_message(
+        &mut self,
+        size: usize,
+        payload: &mut Vec<u8>,
+        ctx: &mut Ctx,
+    ) -> io::Result<u64> {
+        let me = self.sender.as_mut().expect("only senders send");
+        let seq = me.next_seq;
+        me.next_seq += 1;
+        let now = ctx.now_ns();
+        payload.clear();
+        write!(payload, "L{}:{}:{}:", me.id, seq, now)?;
+        if payload.len() < size {
+            payload.resize(size, b'x');
+        }
+        me.in_flight = Some((seq, now));
+        self.queue_frame(OpCode::Text, payload, ctx.keys);
+        ctx.stats.sent += 1;
+        self.flush()?;
+        Ok(seq)
+    }
+
+    /// Start the closing handshake (§7.1.2): send Close, wait for the
+    /// server's Close and its EOF.
+    pub fn close(&mut self, keys: &mut MaskSource) {
+        if self.state == State::Open {
+            self.queue_frame(OpCode::Close, &close_payload(1000, ""), keys);
+            self.state = State::Closing;
+            self.flush().ok();
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.out_pos > 0 && self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos > 64 * 1024 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.state == State::Connecting {
+            return Ok(());
+        }
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+}
+
+/// Find `L<digits>:<digits>:<digits>:` anywhere in `payload`: wschat wraps
+/// the text in JSON, the peers send it back as it was.
+pub fn find_marker(payload: &[u8]) -> Option<(u32, u64, u64)> {
+    let mut from = 0;
+    while let Some(i) = payload[from..].iter().position(|&b| b == b'L') {
+        let at = from + i + 1;
+        if let Some(found) = parse_marker(&payload[at..]) {
+            return Some(found);
+        }
+        from = at;
+    }
+    None
+}
+
+fn parse_marker(mut rest: &[u8]) -> Option<(u32, u64, u64)> {
+    let mut fields = [0u64; 3];
+    for field in &mut fields {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 19 || rest.get(digits) != Some(&b':') {
+            return None;
+        }
+        *field = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        rest = &rest[digits + 1..];
+    }
+    Some((u32::try_from(fields[0]).ok()?, fields[1], fields[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_marker_raw_and_in_json() {
+        assert_eq!(find_marker(b"L3:17:1234:xxxx"), Some((3, 17, 1234)));
+        let json = br#"{"type":"message","id":42,"from":{"name":"Lu"},"text":"L3:17:1234:xxxx","nonce":"L"}"#;
+        assert_eq!(find_marker(json), Some((3, 17, 1234)));
+        assert_eq!(find_marker(b"L3:17:1234"), None);
+        assert_eq!(find_marker(br#"{"type":"welcome","you":"L9"}"#), None);
+        assert_eq!(find_marker(b"LL1:2:3:"), Some((1, 2, 3)));
+    }
+}

@@ -1,0 +1,638 @@
+//! loadgen: an end-to-end WebSocket load generator for wschat and its
+//! benchmark peers. See benches/README.md.
+//!
+//! The client side of the protocol is wschat's own sans-IO codec (handshake,
+//! frame encoding with masks from its `MaskSource`, `Decoder` in the client
+//! role); the sockets are mio (epoll), so 10,000 connections cost one event
+//! loop per `--threads`, not a thread each.
+//!
+//! Modes:
+//! - default: open `--clients` connections, then `--senders` of them send
+//!   `--rate` messages per second each (0: one in flight per sender, the
+//!   next as soon as its own comes back) for `--duration` seconds; every
+//!   client counts what it receives. Then a drain of at most `--drain` s.
+//! - `--idle`: only open the connections, report the time to open them and
+//!   the server's RSS per connection, hold them `--hold` s, close.
+//! - `--churn`: `--clients` loops, each: connect, send one message, wait for
+//!   it to come back, close; report connections per second.
+//! - `--table FILE`: read the `--json` lines of many runs and print the
+//!   comparison table (medians across rounds, ratios against wschat).
+#![forbid(unsafe_code)]
+
+mod conn;
+mod sys;
+mod table;
+mod worker;
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Map, Value, json};
+
+use conn::Stats;
+use sys::Proc;
+use worker::{DRAIN, Plan, SEND, SETTLE, STOP, Shared};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "WebSocket load generator (see benches/README.md)"
+)]
+struct Args {
+    /// Server to load: ws://127.0.0.1:PORT/PATH (loopback only).
+    #[arg(long)]
+    url: Option<String>,
+    /// Connections to open (churn: concurrent connect/send/close loops).
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// How many of the clients send.
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Messages per second per sender; 0 = as fast as possible with one
+    /// message in flight per sender.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Payload size in bytes (the marker `L<id>:<seq>:<ns>:` padded with 'x').
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Length of the send phase (churn: of the whole run), seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Longest wait after the send phase for messages still on their way.
+    #[arg(long, default_value_t = 2.0)]
+    drain: f64,
+    /// Only open the connections, measure, hold, close.
+    #[arg(long)]
+    idle: bool,
+    /// Idle mode: how long to hold the connections open.
+    #[arg(long, default_value_t = 2.0)]
+    hold: f64,
+    /// Connect, send one message, wait for its echo, close; repeatedly.
+    #[arg(long)]
+    churn: bool,
+    /// The server's PID, for its CPU time and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Event-loop threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Handshakes in progress at once (kept under the server's listen backlog).
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Give up waiting for all connections after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+    /// A connection whose TCP connect and handshake take longer fails.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Shortest wait after all connected before sending: wschat greets a
+    /// client that sends no `hello` after 0.5 s, and that welcome, and the
+    /// presence frames it causes, should not overlap the measurement.
+    #[arg(long, default_value_t = 1.0)]
+    settle_min: f64,
+    /// Longest wait, after all connected, for the server to go quiet (no
+    /// frame for 300 ms).
+    #[arg(long, default_value_t = 10.0)]
+    settle_max: f64,
+    /// Rate 0: send the next message anyway after this long without the echo.
+    #[arg(long, default_value_t = 1.0)]
+    stall_timeout: f64,
+    /// Also print the results as one JSON line.
+    #[arg(long)]
+    json: bool,
+    /// KEY=VALUE copied into the JSON line (scenario, server, round, flags…).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Print the comparison table from a file of JSON lines, and exit.
+    #[arg(long, value_name = "FILE")]
+    table: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.table {
+        return table::print(path);
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let url = args.url.as_deref().ok_or("--url is required")?;
+    let (authority, path) = wschat::ws::client::split_url(url).map_err(|e| e.to_string())?;
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority}: no address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address; loadgen only loads this machine"
+        ));
+    }
+    if args.clients == 0 || args.threads == 0 {
+        return Err("--clients and --threads must be at least 1".into());
+    }
+    let senders = if args.idle || args.churn {
+        0
+    } else {
+        args.senders.min(args.clients)
+    };
+    let ticks = sys::clock_ticks();
+    let server = args.server_pid.map(|p| Proc::new(p.to_string(), ticks));
+    let me = Proc::new("self", ticks);
+    let server_rss = || server.as_ref().and_then(Proc::rss_bytes);
+    let server_cpu = || server.as_ref().and_then(Proc::cpu_seconds);
+
+    let rss_before = server_rss();
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    let shared = Arc::new(Shared::new());
+    let threads = args.threads.min(args.clients);
+    let per_worker = args.connect_concurrency.div_ceil(threads).max(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|w| {
+            let plan = Plan {
+                addr,
+                host: authority.clone(),
+                path: path.clone(),
+                indices: (w..args.clients).step_by(threads).collect(),
+                senders,
+                rate: args.rate,
+                size: args.size,
+                concurrency: per_worker,
+                stall_timeout: secs(args.stall_timeout),
+                handshake_timeout: secs(args.handshake_timeout),
+                churn: args.churn,
+            };
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("loadgen-{w}"))
+                .spawn(move || worker::run(plan, shared))
+                .expect("spawn worker")
+        })
+        .collect();
+
+    let mut out = Map::new();
+    for label in &args.labels {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        out.insert(k.to_owned(), json!(v));
+    }
+    let mode = if args.idle {
+        "idle"
+    } else if args.churn {
+        "churn"
+    } else {
+        "load"
+    };
+    out.insert("mode".into(), json!(mode));
+    out.insert("clients".into(), json!(args.clients));
+    out.insert("senders".into(), json!(senders));
+    out.insert("rate".into(), json!(args.rate));
+    out.insert("size".into(), json!(args.size));
+    out.insert("threads".into(), json!(threads));
+    out.insert("loadavg".into(), json!(loadavg));
+
+    let cpu_start = me.cpu_seconds();
+    let mut notes: Vec<String> = Vec::new();
+
+    if args.churn {
+        let cpu0 = server_cpu();
+        let me0 = me.cpu_seconds();
+        let t0 = shared.now_ns();
+        shared.set_phase(SEND);
+        thread::sleep(secs(args.duration));
+        let cycles = shared
+            .churn_cycles
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let elapsed = (shared.now_ns() - t0) as f64 / 1e9;
+        shared.set_phase(DRAIN);
+        thread::sleep(secs(args.drain.min(1.5)));
+        let cpu1 = server_cpu();
+        let me1 = me.cpu_seconds();
+        shared.set_phase(STOP);
+        let stats = join(workers);
+        out.insert("duration_s".into(), json!(elapsed));
+        out.insert("churn_cycles".into(), json!(cycles));
+        out.insert("churn_conn_per_s".into(), json!(cycles as f64 / elapsed));
+        out.insert("churn_errors".into(), json!(stats.churn_errors));
+        out.insert(
+            "churn_cycle_p50_us".into(),
+            us(stats.cycle.value_at_quantile(0.5)),
+        );
+        out.insert(
+            "churn_cycle_p99_us".into(),
+            us(stats.cycle.value_at_quantile(0.99)),
+        );
+        out.insert("churn_cycle_max_us".into(), us(stats.cycle.max()));
+        out.insert(
+            "handshake_p50_us".into(),
+            us(stats.handshake.value_at_quantile(0.5)),
+        );
+        out.insert(
+            "handshake_p99_us".into(),
+            us(stats.handshake.value_at_quantile(0.99)),
+        );
+        if let (Some(a), Some(b)) = (cpu0, cpu1) {
+            out.insert("server_cpu_s".into(), json!(b - a));
+            if cycles > 0 {
+                out.insert(
+                    "server_cpu_us_per_conn".into(),
+                    json!((b - a) * 1e6 / cycles as f64),
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (me0, me1) {
+            out.insert("loadgen_cpu_s".into(), json!(b - a));
+            out.insert("loadgen_cpu_frac".into(), json!((b - a) / elapsed));
+        }
+        out.insert("server_rss_end".into(), json!(server_rss()));
+        finish(args, out, &stats, notes);
+        return Ok(());
+    }
+
+    // Connect phase.
+    let t_connect = shared.now_ns();
+    let deadline = t_connect + (args.connect_timeout * 1e9) as u64;
+    loop {
+        let connected = shared.connected.load(std::sync::atomic::Ordering::Relaxed);
+        let failed = shared.failed.load(std::sync::atomic::Ordering::Relaxed);
+        if connected + failed >= args.clients as u64 {
+            break;
+        }
+        if shared.now_ns() > deadline {
+            notes.push(format!(
+                "connect timeout: {connected} of {} connected after {} s",
+                args.clients, args.connect_timeout
+            ));
+            break;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    let t_all_open = shared.now_ns();
+    let rss_open = server_rss();
+
+    // Settle: wait at least --settle-min, then until no frame arrived for
+    // 300 ms (welcome and presence traffic).
+    shared.set_phase(SETTLE);
+    let settle_min = shared.now_ns() + (args.settle_min * 1e9) as u64;
+    let settle_deadline = shared.now_ns() + (args.settle_max.max(args.settle_min) * 1e9) as u64;
+    let mut last_frames = u64::MAX;
+    let mut quiet_since = shared.now_ns();
+    loop {
+        let now = shared.now_ns();
+        let frames = shared.frames.load(std::sync::atomic::Ordering::Relaxed);
+        if frames != last_frames {
+            last_frames = frames;
+            quiet_since = now;
+        } else if now - quiet_since >= 300_000_000 && now >= settle_min {
+            break;
+        }
+        if now > settle_deadline {
+            notes.push(format!(
+                "server still sending after {} s of settle",
+                args.settle_max
+            ));
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let settle_s = (shared.now_ns() - t_all_open) as f64 / 1e9;
+    let connected = shared.connected.load(std::sync::atomic::Ordering::Relaxed);
+    let rss_connected = server_rss();
+    let threads_connected = server.as_ref().and_then(Proc::threads);
+    out.insert("connected".into(), json!(connected));
+    out.insert("settle_s".into(), json!(settle_s));
+    out.insert("server_rss_before".into(), json!(rss_before));
+    out.insert("server_rss_open".into(), json!(rss_open));
+    out.insert("server_rss_connected".into(), json!(rss_connected));
+    out.insert("server_threads".into(), json!(threads_connected));
+    // Per connection: growth from before connecting to the moment the last
+    // handshake completed (end of the connect phase), and to after the settle.
+    for (key, rss) in [
+        ("server_rss_per_conn", rss_open),
+        ("server_rss_per_conn_settled", rss_connected),
+    ] {
+        if let (Some(a), Some(b)) = (rss_before, rss)
+            && connected > 0
+        {
+            out.insert(key.into(), json!((b as f64 - a as f64) / connected as f64));
+        }
+    }
+
+    if args.idle {
+        thread::sleep(secs(args.hold));
+        out.insert("server_rss_end".into(), json!(server_rss()));
+        shared.set_phase(STOP);
+        let stats = join(workers);
+        connect_results(&mut out, &stats, t_connect, t_all_open);
+        finish(args, out, &stats, notes);
+        return Ok(());
+    }
+
+    // Send phase, then drain.
+    let cpu0 = server_cpu();
+    let me0 = me.cpu_seconds();
+    let t_send = shared.now_ns();
+    shared.set_phase(SEND);
+    thread::sleep(secs(args.duration));
+    shared.set_phase(DRAIN);
+    let t_send_end = shared.now_ns();
+    let drain_deadline = t_send_end + (args.drain * 1e9) as u64;
+    // Let the workers publish their last sends before comparing.
+    thread::sleep(Duration::from_millis(20));
+    loop {
+        let sent = shared.sent.load(std::sync::atomic::Ordering::Relaxed);
+        let delivered = shared.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        if delivered >= sent * connected || shared.now_ns() > drain_deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let t_end = shared.now_ns();
+    let cpu1 = server_cpu();
+    let me1 = me.cpu_seconds();
+    let rss_end = server_rss();
+    shared.set_phase(STOP);
+    let stats = join(workers);
+    connect_results(&mut out, &stats, t_connect, t_all_open);
+
+    let expected = stats.sent * connected;
+    let lost = expected.saturating_sub(stats.delivered);
+    let active_s = (stats.last_delivery_ns.max(t_send_end) - t_send) as f64 / 1e9;
+    out.insert(
+        "duration_s".into(),
+        json!((t_send_end - t_send) as f64 / 1e9),
+    );
+    out.insert("drain_s".into(), json!((t_end - t_send_end) as f64 / 1e9));
+    out.insert("sent".into(), json!(stats.sent));
+    out.insert("expected".into(), json!(expected));
+    out.insert("delivered".into(), json!(stats.delivered));
+    out.insert("lost".into(), json!(lost));
+    out.insert(
+        "lost_frac".into(),
+        json!(if expected > 0 {
+            lost as f64 / expected as f64
+        } else {
+            0.0
+        }),
+    );
+    out.insert("out_of_order".into(), json!(stats.out_of_order));
+    out.insert("duplicates".into(), json!(stats.duplicates));
+    out.insert("stalls".into(), json!(stats.stalls));
+    out.insert("send_skipped".into(), json!(stats.send_skipped));
+    out.insert("closed_by_peer".into(), json!(stats.closed_by_peer));
+    out.insert(
+        "deliveries_per_s".into(),
+        json!(stats.delivered as f64 / active_s),
+    );
+    out.insert("sent_per_s".into(), json!(stats.sent as f64 / active_s));
+    let lat = &stats.latency;
+    for (key, q) in [
+        ("latency_p50_us", 0.5),
+        ("latency_p90_us", 0.9),
+        ("latency_p99_us", 0.99),
+        ("latency_p999_us", 0.999),
+    ] {
+        out.insert(key.into(), us(lat.value_at_quantile(q)));
+    }
+    out.insert("latency_max_us".into(), us(lat.max()));
+    if args.rate > 0.0 {
+        out.insert(
+            "send_lag_p99_us".into(),
+            us(stats.send_lag.value_at_quantile(0.99)),
+        );
+    }
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        out.insert("server_cpu_s".into(), json!(b - a));
+        if stats.delivered > 0 {
+            out.insert(
+                "server_cpu_us_per_delivery".into(),
+                json!((b - a) * 1e6 / stats.delivered as f64),
+            );
+        }
+        out.insert(
+            "server_cpu_frac".into(),
+            json!((b - a) / ((t_end - t_send) as f64 / 1e9)),
+        );
+    }
+    out.insert("server_rss_end".into(), json!(rss_end));
+    if let (Some(a), Some(b)) = (me0, me1) {
+        out.insert("loadgen_cpu_s".into(), json!(b - a));
+        out.insert(
+            "loadgen_cpu_frac".into(),
+            json!((b - a) / ((t_end - t_send) as f64 / 1e9)),
+        );
+    }
+    if let (Some(a), Some(b)) = (cpu_start, me.cpu_seconds()) {
+        out.insert("loadgen_cpu_total_s".into(), json!(b - a));
+    }
+    finish(args, out, &stats, notes);
+    Ok(())
+}
+
+fn join(workers: Vec<thread::JoinHandle<Stats>>) -> Stats {
+    let mut total = Stats::new();
+    for w in workers {
+        match w.join() {
+            Ok(stats) => total.merge(&stats),
+            Err(_) => total.error("a worker thread panicked".into()),
+        }
+    }
+    total
+}
+
+fn us(ns: u64) -> Value {
+    json!((ns as f64 / 1e3 * 10.0).round() / 10.0)
+}
+
+fn connect_results(out: &mut Map<String, Value>, stats: &Stats, t_connect: u64, t_all_open: u64) {
+    let last = if stats.last_connected_ns > 0 {
+        stats.last_connected_ns
+    } else {
+        t_all_open
+    };
+    out.insert(
+        "open_all_s".into(),
+        json!(last.saturating_sub(t_connect) as f64 / 1e9),
+    );
+    out.insert("connect_failed".into(), json!(stats.connect_failed));
+    out.insert("other_frames".into(), json!(stats.other_frames));
+    let hs = &stats.handshake;
+    out.insert("handshake_p50_us".into(), us(hs.value_at_quantile(0.5)));
+    out.insert("handshake_p99_us".into(), us(hs.value_at_quantile(0.99)));
+    out.insert("handshake_max_us".into(), us(hs.max()));
+}
+
+fn finish(args: &Args, mut out: Map<String, Value>, stats: &Stats, notes: Vec<String>) {
+    let mut notes = notes;
+    if stats.connect_failed > 0 {
+        notes.push(format!(
+            "{} connections failed to open",
+            stats.connect_failed
+        ));
+    }
+    if let Some(frac) = out.get("loadgen_cpu_frac").and_then(Value::as_f64)
+        && frac > 0.9 * args.threads.max(1) as f64
+    {
+        notes.push(format!(
+            "loadgen used {:.0}% CPU: it may be the bottleneck",
+            frac * 100.0
+        ));
+    }
+    out.insert("errors".into(), json!(stats.errors));
+    out.insert("notes".into(), json!(notes));
+    print_human(&out);
+    if args.json {
+        println!("{}", Value::Object(out));
+    }
+}
+
+fn num(out: &Map<String, Value>, key: &str) -> Option<f64> {
+    out.get(key).and_then(Value::as_f64)
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |us| format!("{:.3} ms", us / 1e3))
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map_or("-".into(), |b| format!("{:.1} MiB", b / (1024.0 * 1024.0)))
+}
+
+fn print_human(out: &Map<String, Value>) {
+    let n = |k: &str| num(out, k);
+    let s = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mode = s("mode");
+    let who = [s("scenario"), s("server")]
+        .iter()
+        .filter(|x| !x.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if !who.is_empty() {
+        println!("== {who}");
+    }
+    if mode == "churn" {
+        println!(
+            "churn: {} loops for {:.1} s: {} cycles = {:.0} connections/s, {} errors",
+            n("clients").unwrap_or(0.0),
+            n("duration_s").unwrap_or(0.0),
+            n("churn_cycles").unwrap_or(0.0),
+            n("churn_conn_per_s").unwrap_or(0.0),
+            n("churn_errors").unwrap_or(0.0)
+        );
+        println!(
+            "cycle (connect+handshake+echo): p50 {}, p99 {}, max {}; handshake p50 {}, p99 {}",
+            ms(n("churn_cycle_p50_us")),
+            ms(n("churn_cycle_p99_us")),
+            ms(n("churn_cycle_max_us")),
+            ms(n("handshake_p50_us")),
+            ms(n("handshake_p99_us"))
+        );
+    } else {
+        println!(
+            "connect: {} of {} open in {:.3} s ({} failed); handshake p50 {}, p99 {}, max {}; settle {:.2} s; {} frames without a marker (welcome, presence)",
+            n("connected").unwrap_or(0.0),
+            n("clients").unwrap_or(0.0),
+            n("open_all_s").unwrap_or(0.0),
+            n("connect_failed").unwrap_or(0.0),
+            ms(n("handshake_p50_us")),
+            ms(n("handshake_p99_us")),
+            ms(n("handshake_max_us")),
+            n("settle_s").unwrap_or(0.0),
+            n("other_frames").unwrap_or(0.0)
+        );
+        println!(
+            "server RSS: before {}, all open {} ({} B/conn), after settle {} ({} B/conn), threads {}",
+            mib(n("server_rss_before")),
+            mib(n("server_rss_open")),
+            n("server_rss_per_conn").map_or("-".into(), |b| format!("{b:.0}")),
+            mib(n("server_rss_connected")),
+            n("server_rss_per_conn_settled").map_or("-".into(), |b| format!("{b:.0}")),
+            n("server_threads").map_or("-".into(), |t| format!("{t}"))
+        );
+    }
+    if mode == "load" {
+        let rate = n("rate").unwrap_or(0.0);
+        println!(
+            "send: {} senders, {}, {} B, {:.1} s (+{:.2} s drain)",
+            n("senders").unwrap_or(0.0),
+            if rate > 0.0 {
+                format!("{rate} msg/s each")
+            } else {
+                "as fast as possible, 1 in flight each".into()
+            },
+            n("size").unwrap_or(0.0),
+            n("duration_s").unwrap_or(0.0),
+            n("drain_s").unwrap_or(0.0)
+        );
+        println!(
+            "delivered {} of {} expected ({} sent): lost {} ({:.3}%), out of order {}, duplicates {}, stalls {}, skipped {}, closed by server {}",
+            n("delivered").unwrap_or(0.0),
+            n("expected").unwrap_or(0.0),
+            n("sent").unwrap_or(0.0),
+            n("lost").unwrap_or(0.0),
+            n("lost_frac").unwrap_or(0.0) * 100.0,
+            n("out_of_order").unwrap_or(0.0),
+            n("duplicates").unwrap_or(0.0),
+            n("stalls").unwrap_or(0.0),
+            n("send_skipped").unwrap_or(0.0),
+            n("closed_by_peer").unwrap_or(0.0)
+        );
+        println!(
+            "throughput: {:.0} deliveries/s ({:.0} messages/s sent)",
+            n("deliveries_per_s").unwrap_or(0.0),
+            n("sent_per_s").unwrap_or(0.0)
+        );
+        println!(
+            "latency: p50 {}, p90 {}, p99 {}, p99.9 {}, max {}{}",
+            ms(n("latency_p50_us")),
+            ms(n("latency_p90_us")),
+            ms(n("latency_p99_us")),
+            ms(n("latency_p999_us")),
+            ms(n("latency_max_us")),
+            n("send_lag_p99_us")
+                .map(|l| format!(" (send lag p99 {})", ms(Some(l))))
+                .unwrap_or_default()
+        );
+        println!(
+            "server CPU: {} s = {} µs/delivery ({:.0}% of a core); RSS end {}",
+            n("server_cpu_s").map_or("-".into(), |c| format!("{c:.2}")),
+            n("server_cpu_us_per_delivery").map_or("-".into(), |c| format!("{c:.2}")),
+            n("server_cpu_frac").unwrap_or(0.0) * 100.0,
+            mib(n("server_rss_end"))
+        );
+    }
+    if mode != "idle" {
+        println!(
+            "loadgen CPU: {} s ({:.0}% of a core)",
+            n("loadgen_cpu_s").map_or("-".into(), |c| format!("{c:.2}")),
+            n("loadgen_cpu_frac").unwrap_or(0.0) * 100.0
+        );
+    }
+    for key in ["errors", "notes"] {
+        if let Some(Value::Array(items)) = out.get(key) {
+            for item in items {
+                println!("{key}: {}", item.as_str().unwrap_or(""));
+            }
+        }
+    }
+}

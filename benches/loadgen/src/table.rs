@@ -1,0 +1,359 @@
+//! `--table FILE`: the comparison table from the JSON lines of many runs.
+//!
+//! Rows are grouped by the `scenario` and `server` labels; each cell is the
+//! median across rounds. Under each scenario, `wschat/<peer>` rows give the
+//! ratio of wschat's median to the peer's, column by column.
+
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+struct Column {
+    title: &'static str,
+    key: &'static str,
+    fmt: fn(f64) -> String,
+    /// Does wschat ÷ peer mean anything for this column?
+    ratio: bool,
+}
+
+fn rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn ms(us: f64) -> String {
+    if us >= 100_000.0 {
+        format!("{:.0}", us / 1e3)
+    } else if us >= 10_000.0 {
+        format!("{:.1}", us / 1e3)
+    } else {
+        format!("{:.3}", us / 1e3)
+    }
+}
+
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn fixed2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+fn kib(v: f64) -> String {
+    format!("{:.1}", v / 1024.0)
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        title: "msg/s",
+        key: "deliveries_per_s",
+        fmt: rate,
+        ratio: true,
+    },
+    Column {
+        title: "p50 ms",
+        key: "latency_p50_us",
+        fmt: ms,
+        ratio: true,
+    },
+    Column {
+        title: "p99 ms",
+        key: "latency_p99_us",
+        fmt: ms,
+        ratio: true,
+    },
+    Column {
+        title: "p99.9 ms",
+        key: "latency_p999_us",
+        fmt: ms,
+        ratio: true,
+    },
+    Column {
+        title: "lost",
+        key: "lost",
+        fmt: count,
+        ratio: true,
+    },
+    Column {
+        title: "CPU µs/msg",
+        key: "server_cpu_us_per_delivery",
+        fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "RSS/conn KiB",
+        key: "server_rss_per_conn",
+        fmt: kib,
+        ratio: true,
+    },
+    Column {
+        title: "open all s",
+        key: "open_all_s",
+        fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "hs p99 ms",
+        key: "handshake_p99_us",
+        fmt: ms,
+        ratio: true,
+    },
+    Column {
+        title: "conn/s",
+        key: "churn_conn_per_s",
+        fmt: rate,
+        ratio: true,
+    },
+    Column {
+        title: "CPU µs/conn",
+        key: "server_cpu_us_per_conn",
+        fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "settle s",
+        key: "settle_s",
+        fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "load",
+        key: "loadavg",
+        fmt: fixed2,
+        ratio: false,
+    },
+    Column {
+        title: "gen CPU",
+        key: "loadgen_cpu_frac",
+        fmt: percent,
+        ratio: false,
+    },
+];
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
+}
+
+struct Group {
+    scenario: String,
+    server: String,
+    runs: Vec<serde_json::Map<String, Value>>,
+}
+
+impl Group {
+    fn median(&self, key: &str) -> Option<f64> {
+        median(
+            self.runs
+                .iter()
+                .filter_map(|r| r.get(key).and_then(Value::as_f64))
+                .collect(),
+        )
+    }
+}
+
+pub fn print(path: &Path) -> ExitCode {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("loadgen: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut groups: Vec<Group> = Vec::new();
+    for line in text.lines() {
+        let Ok(Value::Object(run)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let label = |k: &str| run.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let (scenario, server) = (label("scenario"), label("server"));
+        match groups
+            .iter_mut()
+            .find(|g| g.scenario == scenario && g.server == server)
+        {
+            Some(g) => g.runs.push(run),
+            None => groups.push(Group {
+                scenario,
+                server,
+                runs: vec![run],
+            }),
+        }
+    }
+    if groups.is_empty() {
+        eprintln!("loadgen: no results in {}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let mut scenarios: Vec<String> = Vec::new();
+    for g in &groups {
+        if !scenarios.contains(&g.scenario) {
+            scenarios.push(g.scenario.clone());
+        }
+    }
+
+    // Only the columns some run has.
+    let columns: Vec<&Column> = COLUMNS
+        .iter()
+        .filter(|c| groups.iter().any(|g| g.median(c.key).is_some()))
+        .collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec![
+        "scenario".to_owned(),
+        "server".to_owned(),
+        "runs".to_owned(),
+    ];
+    header.extend(columns.iter().map(|c| c.title.to_owned()));
+    rows.push(header);
+    let mut separators = Vec::new();
+    for scenario in &scenarios {
+        separators.push(rows.len());
+        let in_scenario: Vec<&Group> = groups.iter().filter(|g| &g.scenario == scenario).collect();
+        for g in &in_scenario {
+            let mut row = vec![
+                g.scenario.clone(),
+                g.server.clone(),
+                g.runs.len().to_string(),
+            ];
+            for c in &columns {
+                row.push(g.median(c.key).map_or("-".into(), c.fmt));
+            }
+            rows.push(row);
+        }
+        let Some(ours) = in_scenario.iter().find(|g| g.server == "wschat") else {
+            continue;
+        };
+        for peer in in_scenario.iter().filter(|g| g.server != "wschat") {
+            let mut row = vec![
+                String::new(),
+                format!("wschat/{}", peer.server),
+                String::new(),
+            ];
+            for c in &columns {
+                row.push(match (ours.median(c.key), peer.median(c.key)) {
+                    _ if !c.ratio => String::new(),
+                    (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                    (Some(a), Some(b)) if a == b => "1.00".into(),
+                    _ => "-".into(),
+                });
+            }
+            rows.push(row);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| "-".repeat(*w))
+        .collect::<Vec<_>>()
+        .join("-+-");
+    for (i, row) in rows.iter().enumerate() {
+        if separators.contains(&i) {
+            println!("{rule}");
+        }
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (cell, w))| {
+                if j < 2 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join(" | "));
+    }
+    println!("{rule}");
+    println!(
+        "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
+         lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
+         CPU µs/conn: the same per churn cycle (connect, one message, close); RSS/conn: server RSS growth while opening the connections, per connection; \
+         settle: time after the last handshake until the server stopped sending (welcome, presence); \
+         load: the machine's 1-minute load average when the run started (2 cores); \
+         gen CPU: the load generator's own CPU during the send phase (100% = one core)."
+    );
+    println!(
+        "Ratios: wschat's median ÷ the peer's. Above 1 is better for msg/s and conn/s; below 1 is better for \
+         latency, CPU, RSS and times."
+    );
+
+    for scenario in &scenarios {
+        let flags: Vec<String> = groups
+            .iter()
+            .filter(|g| &g.scenario == scenario && g.server == "wschat")
+            .flat_map(|g| g.runs.iter())
+            .filter_map(|r| r.get("flags").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        if let Some(f) = flags.first() {
+            println!("wschat flags raised in {scenario}: {f}");
+        }
+    }
+
+    // Scale against paced: the same traffic, ten times the connections.
+    let p99 = |scenario: &str, server: &str| {
+        groups
+            .iter()
+            .find(|g| g.scenario == scenario && g.server == server)
+            .and_then(|g| g.median("latency_p99_us"))
+    };
+    let mut servers: Vec<&str> = Vec::new();
+    for g in &groups {
+        if !servers.contains(&g.server.as_str()) {
+            servers.push(&g.server);
+        }
+    }
+    for server in servers {
+        if let (Some(paced), Some(scale)) = (p99("paced", server), p99("scale", server)) {
+            println!(
+                "{server}: scale p99 {} ms vs paced p99 {} ms ({:.1}x)",
+                ms(scale),
+                ms(paced),
+                scale / paced
+            );
+        }
+    }
+
+    let mut noted = false;
+    for g in &groups {
+        for run in &g.runs {
+            for key in ["notes", "errors"] {
+                if let Some(Value::Array(items)) = run.get(key) {
+                    for item in items {
+                        if !noted {
+                            println!("Notes and errors:");
+                            noted = true;
+                        }
+                        println!(
+                            "  {} / {} round {}: {}",
+                            g.scenario,
+                            g.server,
+                            run.get("round").and_then(Value::as_str).unwrap_or("?"),
+                            item.as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
