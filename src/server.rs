@@ -1,14 +1,17 @@
 //! The accept loop: one blocking `TcpListener`, one thread per connection.
 //!
-//! The connection thread reads the request head (bounded in size and time),
-//! enforces the connection caps, then either answers a plain HTTP request
-//! through the [`App`] or completes the WebSocket handshake and becomes the
-//! connection's reader. What the connection means — echo, chat — is the
-//! [`App`]'s business.
+//! The connection caps are enforced as a connection is accepted: one beyond
+//! them is answered `503` by a single refuser thread shared by all such
+//! connections, so that connections over the caps cost no thread each (else
+//! the caps would not bound the thread count). An accepted connection's
+//! thread reads the request head (bounded in size and time), then either
+//! answers a plain HTTP request through the [`App`] or completes the
+//! WebSocket handshake and becomes the connection's reader. What the
+//! connection means — echo, chat — is the [`App`]'s business.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +41,7 @@ pub struct ServerConfig {
     /// Open connections beyond this get `503`; 0 means no limit.
     pub max_connections: usize,
     /// Open connections from one IP address beyond this get `503`; 0: none.
+    /// An IPv6 client is counted by its /64 (see [`cap_key`]).
     pub max_per_ip: usize,
     /// Stack size of each connection's reader thread.
     pub reader_stack: usize,
@@ -74,6 +78,7 @@ pub struct Slot {
 impl ConnectionCount {
     /// Take a slot, or say which cap is full.
     fn acquire(self: &Arc<Self>, ip: IpAddr, config: &ServerConfig) -> Result<Slot, HttpError> {
+        let ip = cap_key(ip);
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = Slot {
             count: Arc::clone(self),
@@ -113,6 +118,20 @@ impl Drop for Slot {
     }
 }
 
+/// What the per-IP cap counts a peer as: its IPv4 address (also when it
+/// arrives IPv4-mapped on an IPv6 socket), or the /64 of its IPv6 address.
+/// One IPv6 host is usually given a whole /64 and can connect from any
+/// address in it, so counting single IPv6 addresses would not cap it at all.
+pub fn cap_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        },
+    }
+}
+
 /// A running accept loop.
 pub struct Server {
     listener: TcpListener,
@@ -120,6 +139,7 @@ pub struct Server {
     app: Arc<dyn App>,
     count: Arc<ConnectionCount>,
     stopping: Arc<AtomicBool>,
+    refuser: Refuser,
 }
 
 impl Server {
@@ -130,6 +150,7 @@ impl Server {
             app,
             count: Arc::default(),
             stopping: Arc::default(),
+            refuser: Refuser::start(),
         }
     }
 
@@ -168,13 +189,20 @@ impl Server {
                 Ok(peer) => peer,
                 Err(_) => continue,
             };
+            let slot = match self.count.acquire(peer.ip(), &self.config) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    log::debug!("{peer}: refused: {refusal}");
+                    self.refuser.refuse(stream, refusal);
+                    continue;
+                }
+            };
             let config = Arc::clone(&self.config);
             let app = Arc::clone(&self.app);
-            let count = Arc::clone(&self.count);
             let spawned = std::thread::Builder::new()
                 .name("ws-reader".into())
                 .stack_size(config.reader_stack)
-                .spawn(move || handle(stream, peer, &config, app.as_ref(), &count));
+                .spawn(move || handle(stream, peer, &config, app.as_ref(), slot));
             if let Err(e) = spawned {
                 log::warn!("cannot start a thread for {peer}: {e}");
             }
@@ -199,21 +227,15 @@ impl Stopper {
     }
 }
 
+/// One accepted connection, on its own thread; `slot` is released when it
+/// ends, however it ends.
 fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
     config: &ServerConfig,
     app: &dyn App,
-    count: &Arc<ConnectionCount>,
+    slot: Slot,
 ) {
-    let slot = match count.acquire(peer.ip(), config) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            // Answer without waiting for the request: it costs us nothing.
-            refuse(&mut stream, &refusal);
-            return;
-        }
-    };
     let deadline = Instant::now() + config.head_timeout;
     let (head, leftover) = match conn::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
@@ -256,6 +278,100 @@ fn handle(
     drop(slot);
 }
 
+/// Answers connections refused at the caps, without waiting for their
+/// request, on one thread for all of them. Each answered connection is
+/// kept for a moment (draining what the client sends, so that closing does
+/// not turn into a reset that destroys the answer), up to a bound; beyond
+/// it the oldest are closed early, and when even the hand-over queue is
+/// full a connection is closed unanswered. Either way a flood of refused
+/// connections costs a bounded number of sockets and no threads.
+struct Refuser {
+    queue: Option<crossbeam_channel::Sender<(TcpStream, HttpError)>>,
+}
+
+/// Refused connections held at once, answered and draining.
+const REFUSED_HELD: usize = 1024;
+/// How long a refused connection is drained before it is closed.
+const REFUSED_LINGER: Duration = Duration::from_millis(500);
+/// How often held connections are drained.
+const REFUSER_TICK: Duration = Duration::from_millis(20);
+
+impl Refuser {
+    fn start() -> Refuser {
+        let (queue, incoming) = crossbeam_channel::bounded(REFUSED_HELD);
+        let started = std::thread::Builder::new()
+            .name("refuser".into())
+            .stack_size(64 * 1024)
+            .spawn(move || refuser_run(&incoming));
+        match started {
+            Ok(_) => Refuser { queue: Some(queue) },
+            Err(e) => {
+                log::warn!(
+                    "cannot start the refuser thread ({e}); refused connections are closed unanswered"
+                );
+                Refuser { queue: None }
+            }
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream, refusal: HttpError) {
+        if let Some(queue) = &self.queue {
+            // Full: dropped, closing it unanswered.
+            let _ = queue.try_send((stream, refusal));
+        }
+    }
+}
+
+fn refuser_run(incoming: &crossbeam_channel::Receiver<(TcpStream, HttpError)>) {
+    let mut held: VecDeque<(TcpStream, Instant)> = VecDeque::new();
+    let mut scratch = [0u8; 1024];
+    loop {
+        let first = if held.is_empty() {
+            match incoming.recv() {
+                Ok(refused) => Some(refused),
+                Err(_) => return, // the server is gone, and nothing is held
+            }
+        } else {
+            match incoming.recv_timeout(REFUSER_TICK) {
+                Ok(refused) => Some(refused),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(REFUSER_TICK);
+                    None
+                }
+            }
+        };
+        for (mut stream, refusal) in first.into_iter().chain(incoming.try_iter()) {
+            // A fresh socket's send buffer takes the short answer whole.
+            if stream.set_nonblocking(true).is_ok() {
+                let _ = stream.write(&refusal.response());
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+            if held.len() == REFUSED_HELD {
+                held.pop_front();
+            }
+            held.push_back((stream, Instant::now() + REFUSED_LINGER));
+        }
+        let now = Instant::now();
+        held.retain_mut(|(stream, until)| now < *until && drain_nonblocking(stream, &mut scratch));
+    }
+}
+
+/// Read what a non-blocking socket has (a bounded amount); `false` once the
+/// peer has closed it.
+fn drain_nonblocking(stream: &mut TcpStream, scratch: &mut [u8]) -> bool {
+    for _ in 0..16 {
+        match stream.read(scratch) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 /// Answer with an error status and close.
 fn refuse(stream: &mut TcpStream, error: &HttpError) {
     log::debug!("refused: {error}");
@@ -269,7 +385,6 @@ fn refuse(stream: &mut TcpStream, error: &HttpError) {
 /// unread input does not turn our close into a reset that destroys the
 /// response before the client reads it.
 fn drain_briefly(stream: &mut TcpStream) {
-    use std::io::Read;
     let deadline = Instant::now() + Duration::from_millis(500);
     let mut scratch = [0u8; 1024];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -280,5 +395,55 @@ fn drain_briefly(stream: &mut TcpStream) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn cap_key_counts_ipv4_by_address_and_ipv6_by_slash_64() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(cap_key(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(cap_key(mapped), v4);
+        let a: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(cap_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(cap_key(a), cap_key(b));
+        assert_ne!(cap_key(a), cap_key(other));
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_shares_one_per_ip_cap() {
+        let mut config = ServerConfig::new(Config::new(crate::ws::Role::Server));
+        config.max_per_ip = 2;
+        let count = Arc::new(ConnectionCount::default());
+        let a = count
+            .acquire("2001:db8::1".parse().unwrap(), &config)
+            .unwrap();
+        let b = count
+            .acquire("2001:db8::2".parse().unwrap(), &config)
+            .unwrap();
+        assert!(
+            count
+                .acquire("2001:db8::3".parse().unwrap(), &config)
+                .is_err()
+        );
+        assert!(
+            count
+                .acquire("2001:db8:0:1::3".parse().unwrap(), &config)
+                .is_ok()
+        );
+        drop((a, b));
+        assert!(
+            count
+                .acquire("2001:db8::3".parse().unwrap(), &config)
+                .is_ok()
+        );
+        assert_eq!(count.open(), 0);
     }
 }
