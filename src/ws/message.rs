@@ -97,6 +97,9 @@ pub struct Decoder {
     message: Option<Partial>,
     fragments: usize,
     control: Vec<u8>,
+    /// The first error, once there is one: it is reported again by every
+    /// later call (see [`Decoder::decode`]).
+    failed: Option<ProtocolError>,
 }
 
 impl Decoder {
@@ -109,6 +112,7 @@ impl Decoder {
             message: None,
             fragments: 0,
             control: Vec::new(),
+            failed: None,
         }
     }
 
@@ -120,7 +124,25 @@ impl Decoder {
     /// unmasked in place, which is why `input` is mutable. After an error the
     /// connection must be failed with the error's close code (§7.1.7); the
     /// decoder is not to be used again.
+    ///
+    /// Errors are sticky: once `decode` has failed, every later call returns
+    /// the same error and consumes nothing. The state at the failure is
+    /// half-updated (a message started but refused by a limit, a frame whose
+    /// invalid bytes were already counted as received), and §7.1.7 says no
+    /// further data is to be processed, so nothing built from it may come
+    /// out as an event.
     pub fn decode(&mut self, input: &mut [u8]) -> Result<(usize, Option<Event>), ProtocolError> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
+        let result = self.decode_frames(input);
+        if let Err(error) = result {
+            self.failed = Some(error);
+        }
+        result
+    }
+
+    fn decode_frames(&mut self, input: &mut [u8]) -> Result<(usize, Option<Event>), ProtocolError> {
         let mut pos = 0;
         loop {
             let frame = match &mut self.frame {

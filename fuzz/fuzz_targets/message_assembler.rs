@@ -1,0 +1,337 @@
+//! The message `Decoder` fed arbitrary bytes in a chunking derived from the
+//! input, as either role, under small limits.
+//!
+//! Checked on every input:
+//! - no panic;
+//! - the events and the error are exactly those of a simple whole-buffer
+//!   reference model of §5.4–§5.6, §7.4 and §10.4 written below (the header
+//!   rules of §5.2 are `FrameHeader::parse`'s, fuzzed by `frame_decoder`),
+//!   so in particular they do not depend on the chunking;
+//! - an error is final: every later call returns it again, so no event is
+//!   ever produced after it;
+//! - every text message is valid UTF-8, every message is within
+//!   `max_message`, every control payload within 125 bytes;
+//! - the bytes the decoder holds on to (measured with a counting allocator)
+//!   never exceed `max_message` plus a control frame's worth, whatever
+//!   lengths the frames declare.
+
+#![no_main]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use libfuzzer_sys::fuzz_target;
+use wschat::ws::close::CloseFrame;
+use wschat::ws::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use wschat::ws::mask::apply_mask_reference;
+use wschat::ws::{CloseCode, Decoder, Event, Limits, Message, ProtocolError, Role};
+
+// --- counting allocator ------------------------------------------------------
+
+struct CountingAlloc;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_alloc(size: usize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + size;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+fn note_dealloc(size: usize) {
+    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(size)));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// wrapper only keeps per-thread statistics in `Cell`s that need no
+// allocation and have no destructor.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_dealloc(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_dealloc(layout.size());
+        note_alloc(new_size);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+// --- reference model ---------------------------------------------------------
+
+/// The outcome of decoding a whole stream: events up to the first error,
+/// the error if any, and (without an error) how many bytes at the end are
+/// an incomplete header that a decoder must leave unconsumed.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    events: Vec<Event>,
+    error: Option<ProtocolError>,
+    left_over: usize,
+}
+
+fn close_code_allowed(code: u16) -> bool {
+    // §7.4.1, §7.4.2, and the IANA registry's 1012–1014.
+    (1000..=1003).contains(&code) || (1007..=1014).contains(&code) || (3000..=4999).contains(&code)
+}
+
+fn model(stream: &[u8], role: Role, limits: Limits) -> Outcome {
+    let mut events = Vec::new();
+    // (is_text, bytes so far, fragments)
+    let mut message: Option<(bool, Vec<u8>, usize)> = None;
+    let mut pos = 0;
+    let fail = |events, error| Outcome {
+        events,
+        error: Some(error),
+        left_over: 0,
+    };
+    loop {
+        let (header, n) = match FrameHeader::parse(&stream[pos..], role) {
+            Err(e) => return fail(events, e),
+            Ok(None) => {
+                return Outcome {
+                    events,
+                    error: None,
+                    left_over: stream.len() - pos,
+                };
+            }
+            Ok(Some(parsed)) => parsed,
+        };
+        pos += n;
+        let control = header.opcode.is_control();
+        if !control {
+            if header.payload_len > limits.max_frame as u64 {
+                return fail(events, ProtocolError::FrameTooLarge);
+            }
+            match (header.opcode, &mut message) {
+                (OpCode::Continuation, None) => {
+                    return fail(events, ProtocolError::UnexpectedContinuation);
+                }
+                (OpCode::Continuation, Some((_, _, fragments))) => {
+                    *fragments += 1;
+                    if *fragments > limits.max_fragments {
+                        return fail(events, ProtocolError::TooManyFragments);
+                    }
+                }
+                (_, Some(_)) => return fail(events, ProtocolError::ExpectedContinuation),
+                (op, None) => message = Some((op == OpCode::Text, Vec::new(), 1)),
+            }
+            let so_far = message.as_ref().map_or(0, |m| m.1.len()) as u64;
+            if so_far + header.payload_len > limits.max_message as u64 {
+                return fail(events, ProtocolError::MessageTooLarge);
+            }
+        }
+        let available = (stream.len() - pos).min(header.payload_len as usize);
+        let mut payload = stream[pos..pos + available].to_vec();
+        pos += available;
+        if let Some(key) = header.mask {
+            apply_mask_reference(&mut payload, key, 0);
+        }
+        let complete = available as u64 == header.payload_len;
+        if !control {
+            let (is_text, bytes, _) = message.as_mut().unwrap();
+            bytes.extend_from_slice(&payload);
+            // §8.1: fail as soon as the bytes cannot be the start of UTF-8.
+            let impossible =
+                *is_text && std::str::from_utf8(bytes).is_err_and(|e| e.error_len().is_some());
+            if impossible {
+                return fail(events, ProtocolError::InvalidUtf8);
+            }
+        }
+        if !complete {
+            return Outcome {
+                events,
+                error: None,
+                left_over: 0,
+            };
+        }
+        match header.opcode {
+            OpCode::Ping => events.push(Event::Ping(payload)),
+            OpCode::Pong => events.push(Event::Pong(payload)),
+            OpCode::Close => match payload.as_slice() {
+                [] => events.push(Event::Close(None)),
+                [_] => return fail(events, ProtocolError::CloseTooShort),
+                [hi, lo, reason @ ..] => {
+                    let code = u16::from_be_bytes([*hi, *lo]);
+                    if !close_code_allowed(code) {
+                        return fail(events, ProtocolError::InvalidCloseCode(code));
+                    }
+                    let Ok(reason) = std::str::from_utf8(reason) else {
+                        return fail(events, ProtocolError::InvalidUtf8);
+                    };
+                    events.push(Event::Close(Some(CloseFrame {
+                        code: CloseCode(code),
+                        reason: reason.to_owned(),
+                    })));
+                }
+            },
+            _ if header.fin => {
+                let (is_text, bytes, _) = message.take().unwrap();
+                if is_text {
+                    match String::from_utf8(bytes) {
+                        Ok(text) => events.push(Event::Message(Message::Text(text))),
+                        Err(_) => return fail(events, ProtocolError::InvalidUtf8),
+                    }
+                } else {
+                    events.push(Event::Message(Message::Binary(bytes)));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// --- driving the decoder -----------------------------------------------------
+
+/// A small deterministic generator for chunk sizes.
+struct Chunks {
+    state: u32,
+    max: usize,
+}
+
+impl Chunks {
+    fn next(&mut self) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 17;
+        self.state ^= self.state << 5;
+        1 + self.state as usize % self.max
+    }
+}
+
+fn check_event(event: &Event, limits: &Limits) {
+    match event {
+        Event::Message(Message::Text(text)) => {
+            assert!(std::str::from_utf8(text.as_bytes()).is_ok());
+            assert!(text.len() <= limits.max_message);
+        }
+        Event::Message(Message::Binary(bytes)) => assert!(bytes.len() <= limits.max_message),
+        Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
+        Event::Close(Some(frame)) => {
+            assert!(frame.reason.len() <= MAX_CONTROL_PAYLOAD - 2);
+            assert!(close_code_allowed(frame.code.0));
+        }
+        Event::Close(None) => {}
+    }
+}
+
+const FRAMES: [usize; 5] = [0, 1, 7, 125, 300];
+const MESSAGES: [usize; 5] = [0, 3, 64, 200, 1000];
+const FRAGMENTS: [usize; 4] = [1, 2, 5, 64];
+const CHUNKS: [usize; 8] = [1, 2, 3, 5, 8, 16, 64, 4096];
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 3 {
+        return;
+    }
+    let (ctl, stream) = data.split_at(3);
+    let role = if ctl[0] & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let limits = Limits {
+        max_frame: FRAMES[usize::from(ctl[0] >> 1) % FRAMES.len()],
+        max_message: MESSAGES[usize::from(ctl[0] >> 4) % MESSAGES.len()],
+        max_fragments: FRAGMENTS[usize::from(ctl[1] & 3)],
+    };
+    let mut chunks = Chunks {
+        state: u32::from(ctl[2]) << 8 | u32::from(ctl[1]) | 1,
+        max: CHUNKS[usize::from(ctl[1] >> 2) % CHUNKS.len()],
+    };
+
+    let expected = model(stream, role, limits);
+
+    // Everything the harness needs is allocated before the baseline, so
+    // that what is live above it during a call is the decoder's.
+    let mut buf: Vec<u8> = Vec::with_capacity(stream.len() + 16);
+    let mut events_seen = 0;
+    let mut error = None;
+    let mut fed = 0;
+    let mut decoder = Decoder::new(role, limits);
+    let base = LIVE.with(Cell::get);
+    let bound = limits.max_message + 512;
+
+    'feed: while fed < stream.len() {
+        let n = chunks.next().min(stream.len() - fed);
+        buf.extend_from_slice(&stream[fed..fed + n]);
+        fed += n;
+        let mut start = 0;
+        while start < buf.len() {
+            PEAK.with(|p| p.set(LIVE.with(Cell::get)));
+            let result = decoder.decode(&mut buf[start..]);
+            let peak = PEAK.with(Cell::get).saturating_sub(base);
+            assert!(
+                peak <= bound,
+                "decoder peaked at {peak} bytes, bound {bound}"
+            );
+            match result {
+                Err(e) => {
+                    error = Some(e);
+                    break 'feed;
+                }
+                Ok((used, event)) => {
+                    assert!(start + used <= buf.len());
+                    start += used;
+                    match event {
+                        Some(event) => {
+                            check_event(&event, &limits);
+                            assert_eq!(
+                                Some(&event),
+                                expected.events.get(events_seen),
+                                "event {events_seen} differs from the model"
+                            );
+                            events_seen += 1;
+                        }
+                        None if used == 0 => break,
+                        None => {}
+                    }
+                }
+            }
+            let held = LIVE.with(Cell::get).saturating_sub(base);
+            assert!(held <= bound, "decoder holds {held} bytes, bound {bound}");
+        }
+        buf.drain(..start);
+    }
+
+    assert_eq!(events_seen, expected.events.len(), "{expected:?}");
+    assert_eq!(error, expected.error);
+    if let Some(error) = error {
+        // An error is final: the decoder says so again, whatever follows,
+        // and never produces an event after it.
+        let mut rest = buf.clone();
+        rest.extend_from_slice(&stream[fed..]);
+        rest.extend_from_slice(b"\x81\x80\0\0\0\0\x81\0");
+        for _ in 0..3 {
+            match decoder.decode(&mut rest) {
+                Err(again) => assert_eq!(again, error),
+                Ok(ok) => panic!("{ok:?} after {error:?}"),
+            }
+        }
+        assert_eq!(decoder.decode(&mut []), Err(error));
+    } else {
+        assert_eq!(buf.len(), expected.left_over);
+        assert!(buf.len() < wschat::ws::frame::MAX_HEADER_LEN);
+    }
+});
