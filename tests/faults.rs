@@ -447,8 +447,6 @@ fn full_disk_reports_storage_failed_and_broadcasts_nothing() {
 }
 
 #[test]
-#[ignore = "bug: src/chat/history.rs History::open reads /dev/full (an endless stream of \
-            zero bytes, no newline) with read_line, growing one String until memory runs out"]
 fn dev_full_as_history_file() {
     // A virtual-memory cap, so the bug cannot eat the machine's memory.
     let mut cmd = Command::new("sh");

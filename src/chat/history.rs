@@ -9,12 +9,53 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::value::RawValue;
 
 use super::protocol::ChatMessage;
+
+/// Longest line reloaded from a history file.
+const MAX_LINE: u64 = 16 * 1024 * 1024;
+
+/// Where the file's last complete line ends: anything after the last
+/// newline is a write torn by a crash.
+fn end_of_last_line(file: &mut File) -> io::Result<u64> {
+    let mut end = file.metadata()?.len();
+    let mut block = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Consume the rest of an over-long line.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
 
 /// A kept message: its id and its JSON, serialized once.
 #[derive(Debug)]
@@ -60,40 +101,65 @@ impl History {
             .create(true)
             .open(path)?;
         let mut history = History::in_memory(max);
-        let mut good_len = 0u64;
-        let mut reader = BufReader::new(&mut file);
-        let mut line = String::new();
-        let mut line_no = 0u64;
-        loop {
-            line.clear();
-            let n = match reader.read_line(&mut line) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    log::warn!(
-                        "{}: line {} is not UTF-8; history read up to it",
-                        path.display(),
-                        line_no + 1
-                    );
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            line_no += 1;
-            if !line.ends_with('\n') {
+        let len = if file.metadata()?.is_file() {
+            let len = end_of_last_line(&mut file)?;
+            if file.metadata()?.len() != len {
                 log::warn!(
                     "{}: last line is incomplete (torn by a crash?); {} bytes cut off",
                     path.display(),
-                    n
+                    file.metadata()?.len() - len
                 );
-                break;
+                file.set_len(len)?;
             }
-            good_len += n as u64;
-            match serde_json::from_str::<ChatMessage>(line.trim_end()) {
-                Ok(msg) if msg.id >= history.next_id => {
-                    let json = RawValue::from_string(line.trim_end().to_owned())
+            file.seek(SeekFrom::Start(0))?;
+            history.load(BufReader::new(&mut file), path)?;
+            file.seek(SeekFrom::End(0))?
+        } else {
+            log::warn!(
+                "{}: not a regular file; no history reloaded from it",
+                path.display()
+            );
+            0
+        };
+        history.file = Some(HistoryFile {
+            file,
+            path: path.to_owned(),
+            len,
+            fsync,
+        });
+        Ok(history)
+    }
+
+    /// Read complete lines; a line that is not a message is skipped with a
+    /// warning rather than refusing to start.
+    fn load(&mut self, mut reader: impl BufRead, path: &Path) -> io::Result<()> {
+        let mut line = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(());
+            }
+            line_no += 1;
+            if line.last() != Some(&b'\n') {
+                log::warn!(
+                    "{}: line {line_no} is longer than {MAX_LINE} bytes; skipped",
+                    path.display()
+                );
+                skip_line(&mut reader)?;
+                continue;
+            }
+            line.pop();
+            match serde_json::from_slice::<ChatMessage>(&line) {
+                Ok(msg) if msg.id >= self.next_id => {
+                    let json = String::from_utf8(std::mem::take(&mut line))
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    history.keep(msg.id, json);
+                    let json = RawValue::from_string(json)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    self.keep(msg.id, json);
                 }
                 Ok(msg) => log::warn!(
                     "{}: line {line_no}: id {} out of order, skipped",
@@ -103,18 +169,6 @@ impl History {
                 Err(e) => log::warn!("{}: line {line_no} skipped: {e}", path.display()),
             }
         }
-        drop(reader);
-        if file.metadata()?.len() != good_len {
-            file.set_len(good_len)?;
-        }
-        file.seek(SeekFrom::End(0))?;
-        history.file = Some(HistoryFile {
-            file,
-            path: path.to_owned(),
-            len: good_len,
-            fsync,
-        });
-        Ok(history)
     }
 
     /// The id the next message will get.
@@ -233,6 +287,26 @@ mod tests {
         assert_eq!(h.since(Some(4)).len(), 1);
         assert_eq!(h.since(Some(5)).len(), 0);
         assert_eq!(h.next_id(), 6);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_skipped_not_the_rest() {
+        let path = temp("middle");
+        let mut bytes = Vec::new();
+        for (id, json) in [json(1), json(2)] {
+            let _ = id;
+            bytes.extend_from_slice(json.as_bytes());
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(b"\xff\xfe not json\n");
+        bytes.extend_from_slice(json(3).1.as_bytes());
+        bytes.push(b'\n');
+        std::fs::write(&path, &bytes).unwrap();
+        let h = History::open(100, &path, false).unwrap();
+        assert_eq!(h.next_id(), 4);
+        assert_eq!(h.since(None).len(), 3);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing is cut");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -373,7 +373,8 @@ impl Reader {
                 }
             }
             self.fill(deadline)?;
-            if deadline.is_some_and(|d| Instant::now() >= d) && self.start == self.end {
+            // A partial frame may be buffered; it waits for the next call.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
         }
@@ -432,12 +433,17 @@ impl Reader {
                 break;
             }
             match self.stream.read(&mut scratch) {
-                Ok(0) => break,
+                // The peer is done sending. Our Close may still be queued for
+                // the writer, which ends the socket once it has written it:
+                // shutting down here could destroy it before it is sent.
+                Ok(0) => return,
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
+        // The peer neither closed nor went away in time: end the connection,
+        // which also frees a writer blocked on a peer that does not read.
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
