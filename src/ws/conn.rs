@@ -465,12 +465,20 @@ impl Reader {
             }
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    if self.shared.close_sent.load(Ordering::Acquire) {
+                        // We started the close; the peer never finished it.
+                        return Err(Closed {
+                            code: CloseCode::ABNORMAL,
+                            reason: "no answer to our close frame".into(),
+                            by_peer: false,
+                        });
+                    }
                     let why = if self.decoder.is_mid_message() {
                         "connection ended in the middle of a message"
                     } else {
                         "connection ended without a close frame"
                     };
-                    let _ = self.stream.shutdown(Shutdown::Both);
                     return Err(Closed::abnormal(why));
                 }
                 Ok(n) => {
