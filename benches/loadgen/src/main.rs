@@ -404,16 +404,19 @@ fn run(args: &Args) -> Result<(), String> {
         json!(stats.delivered as f64 / active_s),
     );
     out.insert("sent_per_s".into(), json!(stats.sent as f64 / active_s));
+    // No latency at all when nothing arrived (not a latency of zero).
     let lat = &stats.latency;
-    for (key, q) in [
-        ("latency_p50_us", 0.5),
-        ("latency_p90_us", 0.9),
-        ("latency_p99_us", 0.99),
-        ("latency_p999_us", 0.999),
-    ] {
-        out.insert(key.into(), us(lat.value_at_quantile(q)));
+    if !lat.is_empty() {
+        for (key, q) in [
+            ("latency_p50_us", 0.5),
+            ("latency_p90_us", 0.9),
+            ("latency_p99_us", 0.99),
+            ("latency_p999_us", 0.999),
+        ] {
+            out.insert(key.into(), us(lat.value_at_quantile(q)));
+        }
+        out.insert("latency_max_us".into(), us(lat.max()));
     }
-    out.insert("latency_max_us".into(), us(lat.max()));
     if args.rate > 0.0 {
         out.insert(
             "send_lag_p99_us".into(),

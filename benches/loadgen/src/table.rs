@@ -39,7 +39,23 @@ fn ms(us: f64) -> String {
 }
 
 fn count(v: f64) -> String {
-    format!("{v:.0}")
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn lost_percent(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v < 0.0001 {
+        "<0.01%".into()
+    } else {
+        format!("{:.2}%", v * 100.0)
+    }
 }
 
 fn fixed2(v: f64) -> String {
@@ -83,7 +99,13 @@ const COLUMNS: &[Column] = &[
         title: "lost",
         key: "lost",
         fmt: count,
-        ratio: true,
+        ratio: false,
+    },
+    Column {
+        title: "lost %",
+        key: "lost_frac",
+        fmt: lost_percent,
+        ratio: false,
     },
     Column {
         title: "CPU µs/msg",
@@ -101,6 +123,12 @@ const COLUMNS: &[Column] = &[
         title: "open all s",
         key: "open_all_s",
         fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "hs p50 ms",
+        key: "handshake_p50_us",
+        fmt: ms,
         ratio: true,
     },
     Column {
@@ -171,6 +199,121 @@ impl Group {
     }
 }
 
+/// One table: a row per (scenario, server) with the medians, then the
+/// wschat/peer ratio rows; only the columns that some row has.
+fn print_table(groups: &[&Group], keys: &[&str]) {
+    let columns: Vec<&Column> = keys
+        .iter()
+        .filter_map(|k| COLUMNS.iter().find(|c| c.key == *k))
+        .filter(|c| groups.iter().any(|g| g.median(c.key).is_some()))
+        .collect();
+    let mut scenarios: Vec<&str> = Vec::new();
+    for g in groups {
+        if !scenarios.contains(&g.scenario.as_str()) {
+            scenarios.push(&g.scenario);
+        }
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header = vec![
+        "scenario".to_owned(),
+        "server".to_owned(),
+        "runs".to_owned(),
+    ];
+    header.extend(columns.iter().map(|c| c.title.to_owned()));
+    rows.push(header);
+    let mut separators = Vec::new();
+    for scenario in scenarios {
+        separators.push(rows.len());
+        let in_scenario: Vec<&Group> = groups
+            .iter()
+            .copied()
+            .filter(|g| g.scenario == scenario)
+            .collect();
+        for g in &in_scenario {
+            let mut row = vec![
+                g.scenario.clone(),
+                g.server.clone(),
+                g.runs.len().to_string(),
+            ];
+            for c in &columns {
+                row.push(g.median(c.key).map_or("-".into(), c.fmt));
+            }
+            rows.push(row);
+        }
+        let Some(ours) = in_scenario.iter().find(|g| g.server == "wschat") else {
+            continue;
+        };
+        for peer in in_scenario.iter().filter(|g| g.server != "wschat") {
+            let mut row = vec![
+                String::new(),
+                format!("wschat/{}", peer.server),
+                String::new(),
+            ];
+            for c in &columns {
+                row.push(match (ours.median(c.key), peer.median(c.key)) {
+                    _ if !c.ratio => String::new(),
+                    (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                });
+            }
+            rows.push(row);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| "-".repeat(*w))
+        .collect::<Vec<_>>()
+        .join("-+-");
+    for (i, row) in rows.iter().enumerate() {
+        if separators.contains(&i) {
+            println!("{rule}");
+        }
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (cell, w))| {
+                if j < 2 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join(" | ").trim_end());
+    }
+    println!("{rule}");
+}
+
+const TRAFFIC: &[&str] = &[
+    "deliveries_per_s",
+    "latency_p50_us",
+    "latency_p99_us",
+    "latency_p999_us",
+    "lost",
+    "lost_frac",
+    "server_cpu_us_per_delivery",
+    "server_rss_per_conn",
+    "settle_s",
+    "loadavg",
+    "loadgen_cpu_frac",
+];
+
+const CONNECTIONS: &[&str] = &[
+    "server_rss_per_conn",
+    "open_all_s",
+    "handshake_p50_us",
+    "handshake_p99_us",
+    "churn_conn_per_s",
+    "server_cpu_us_per_conn",
+    "settle_s",
+    "loadavg",
+    "loadgen_cpu_frac",
+];
+
 pub fn print(path: &Path) -> ExitCode {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
@@ -209,81 +352,21 @@ pub fn print(path: &Path) -> ExitCode {
         }
     }
 
-    // Only the columns some run has.
-    let columns: Vec<&Column> = COLUMNS
-        .iter()
-        .filter(|c| groups.iter().any(|g| g.median(c.key).is_some()))
-        .collect();
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut header = vec![
-        "scenario".to_owned(),
-        "server".to_owned(),
-        "runs".to_owned(),
-    ];
-    header.extend(columns.iter().map(|c| c.title.to_owned()));
-    rows.push(header);
-    let mut separators = Vec::new();
-    for scenario in &scenarios {
-        separators.push(rows.len());
-        let in_scenario: Vec<&Group> = groups.iter().filter(|g| &g.scenario == scenario).collect();
-        for g in &in_scenario {
-            let mut row = vec![
-                g.scenario.clone(),
-                g.server.clone(),
-                g.runs.len().to_string(),
-            ];
-            for c in &columns {
-                row.push(g.median(c.key).map_or("-".into(), c.fmt));
-            }
-            rows.push(row);
-        }
-        let Some(ours) = in_scenario.iter().find(|g| g.server == "wschat") else {
-            continue;
-        };
-        for peer in in_scenario.iter().filter(|g| g.server != "wschat") {
-            let mut row = vec![
-                String::new(),
-                format!("wschat/{}", peer.server),
-                String::new(),
-            ];
-            for c in &columns {
-                row.push(match (ours.median(c.key), peer.median(c.key)) {
-                    _ if !c.ratio => String::new(),
-                    (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-                    (Some(a), Some(b)) if a == b => "1.00".into(),
-                    _ => "-".into(),
-                });
-            }
-            rows.push(row);
-        }
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let rule: String = widths
-        .iter()
-        .map(|w| "-".repeat(*w))
-        .collect::<Vec<_>>()
-        .join("-+-");
-    for (i, row) in rows.iter().enumerate() {
-        if separators.contains(&i) {
-            println!("{rule}");
-        }
-        let cells: Vec<String> = row
+    let is_load = |g: &Group| {
+        g.runs
             .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(j, (cell, w))| {
-                if j < 2 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        println!("{}", cells.join(" | "));
+            .any(|r| r.get("mode").and_then(Value::as_str) == Some("load"))
+    };
+    let traffic: Vec<&Group> = groups.iter().filter(|g| is_load(g)).collect();
+    let connections: Vec<&Group> = groups.iter().filter(|g| !is_load(g)).collect();
+    if !traffic.is_empty() {
+        println!("Traffic");
+        print_table(&traffic, TRAFFIC);
     }
-    println!("{rule}");
+    if !connections.is_empty() {
+        println!("Connections");
+        print_table(&connections, CONNECTIONS);
+    }
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
          lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
