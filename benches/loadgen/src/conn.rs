@@ -177,7 +177,15 @@ pub struct Conn {
     last_seq: Vec<u64>,
     pub sender: Option<SenderState>,
     request: Vec<u8>,
+    /// The last read stopped at its budget, not at `WouldBlock`: with
+    /// edge-triggered readiness no new event will come for the bytes still
+    /// waiting, so the worker must come back on its own.
+    pub unread: bool,
 }
+
+/// Bytes one connection may read per turn, so that a server streaming large
+/// frames to one client cannot starve the others' receipt times.
+const READ_BUDGET: usize = 256 * 1024;
 
 impl Conn {
     /// Start a non-blocking connect; the handshake follows when it completes.
@@ -204,6 +212,7 @@ impl Conn {
             last_seq: Vec::new(),
             sender: None,
             request: request.bytes,
+            unread: false,
         })
     }
 
@@ -246,8 +255,14 @@ impl Conn {
             return self.io_failed(format!("write: {e}"));
         }
         let mut outcome = Outcome::Nothing;
+        self.unread = false;
         if readable {
+            let mut budget = READ_BUDGET;
             loop {
+                if budget == 0 {
+                    self.unread = true;
+                    break;
+                }
                 match self.stream.read(scratch) {
                     Ok(0) => {
                         return match self.state {
@@ -258,11 +273,14 @@ impl Conn {
                             _ => Outcome::Closed("EOF from server".to_owned()),
                         };
                     }
-                    Ok(n) => match self.on_bytes(&mut scratch[..n], ctx) {
-                        Ok(Outcome::Nothing) => {}
-                        Ok(o) => outcome = o,
-                        Err(e) => return self.io_failed(e),
-                    },
+                    Ok(n) => {
+                        budget = budget.saturating_sub(n);
+                        match self.on_bytes(&mut scratch[..n], ctx) {
+                            Ok(Outcome::Nothing) => {}
+                            Ok(o) => outcome = o,
+                            Err(e) => return self.io_failed(e),
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return self.io_failed(format!("read: {e}")),

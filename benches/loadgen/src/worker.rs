@@ -3,6 +3,7 @@
 //! The main thread moves every worker through the phases by setting
 //! [`Shared::phase`]; workers look at it after every poll (at most 10 ms).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -106,6 +107,12 @@ struct Loop {
     /// connections, so a message in a welcome's history is never taken for
     /// the echo of the current one.
     churn_seq: Vec<u64>,
+    /// Connections with bytes left unread after their turn, to visit again
+    /// (see [`Conn::unread`]); `queued` marks the slots in it.
+    ready: VecDeque<usize>,
+    queued: Vec<bool>,
+    /// This turn's work: (slot, readable, writable).
+    todo: Vec<(usize, bool, bool)>,
 }
 
 #[derive(Default)]
@@ -130,6 +137,9 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Stats {
         frames: 0,
         published: Published::default(),
         churn_seq: vec![0; n],
+        ready: VecDeque::new(),
+        queued: vec![false; n],
+        todo: Vec::new(),
         plan,
         shared,
     };
@@ -181,19 +191,14 @@ impl Loop {
                     timeout = timeout.min(Duration::from_nanos(next.saturating_sub(now)));
                 }
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
-                && e.kind() != std::io::ErrorKind::Interrupted
-            {
-                panic!("poll: {e}");
-            }
-            for event in events.iter() {
-                let slot = event.token().0;
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.wait(&mut events, timeout);
+            for i in 0..self.todo.len() {
+                let (slot, readable, writable) = self.todo[i];
                 let was_opening = matches!(
                     self.conns[slot].as_ref().map(|c| c.state),
                     Some(State::Connecting | State::Handshaking)
                 );
-                match self.handle(slot, readable, event.is_writable()) {
+                match self.handle(slot, readable, writable) {
                     Outcome::Nothing => {}
                     Outcome::Connected => opening -= 1,
                     Outcome::Failed(why) => {
@@ -318,9 +323,39 @@ impl Loop {
             return Outcome::Nothing;
         };
         let outcome = conn.on_event(readable, writable, scratch, &mut ctx);
+        let unread = conn.unread;
         let frames = ctx.frames;
         self.frames += frames;
+        if unread && !self.queued[slot] {
+            self.queued[slot] = true;
+            self.ready.push_back(slot);
+        }
         outcome
+    }
+
+    /// Wait for readiness (not at all when connections have bytes left from
+    /// their last turn) and list this turn's work in `self.todo`.
+    fn wait(&mut self, events: &mut Events, timeout: Duration) {
+        let timeout = if self.ready.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = self.poll.poll(events, Some(timeout))
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            panic!("poll: {e}");
+        }
+        self.todo.clear();
+        for event in events.iter() {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.todo
+                .push((event.token().0, readable, event.is_writable()));
+        }
+        for slot in self.ready.drain(..) {
+            self.queued[slot] = false;
+            self.todo.push((slot, true, false));
+        }
     }
 
     /// Stagger the first sends over one interval so that paced senders do
@@ -442,15 +477,10 @@ impl Loop {
                 std::thread::sleep(TICK);
                 continue;
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
-                && e.kind() != std::io::ErrorKind::Interrupted
-            {
-                panic!("poll: {e}");
-            }
-            for event in events.iter() {
-                let slot = event.token().0;
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                let outcome = self.handle(slot, readable, event.is_writable());
+            self.wait(&mut events, TICK);
+            for i in 0..self.todo.len() {
+                let (slot, readable, writable) = self.todo[i];
+                let outcome = self.handle(slot, readable, writable);
                 let now = self.shared.now_ns();
                 match outcome {
                     Outcome::Nothing => {}
