@@ -348,6 +348,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     // Send phase, then drain.
+    let cs0 = server.as_ref().and_then(Proc::context_switches);
     let cpu0 = server_cpu();
     let me0 = me.cpu_seconds();
     let t_send = shared.now_ns();
@@ -370,6 +371,7 @@ fn run(args: &Args) -> Result<(), String> {
     let cpu1 = server_cpu();
     let me1 = me.cpu_seconds();
     let rss_end = server_rss();
+    let cs1 = server.as_ref().and_then(Proc::context_switches);
     shared.set_phase(STOP);
     let stats = join(workers);
     connect_results(&mut out, &stats, t_connect, t_all_open);
@@ -437,6 +439,15 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     out.insert("server_rss_end".into(), json!(rss_end));
+    if let (Some(a), Some(b)) = (cs0, cs1)
+        && stats.delivered > 0
+    {
+        out.insert("server_cswitches".into(), json!(b.saturating_sub(a)));
+        out.insert(
+            "server_cswitches_per_delivery".into(),
+            json!(b.saturating_sub(a) as f64 / stats.delivered as f64),
+        );
+    }
     if let (Some(a), Some(b)) = (me0, me1) {
         out.insert("loadgen_cpu_s".into(), json!(b - a));
         out.insert(
@@ -617,10 +628,11 @@ fn print_human(out: &Map<String, Value>) {
                 .unwrap_or_default()
         );
         println!(
-            "server CPU: {} s = {} µs/delivery ({:.0}% of a core); RSS end {}",
+            "server CPU: {} s = {} µs/delivery ({:.0}% of a core); {} context switches/delivery; RSS end {}",
             n("server_cpu_s").map_or("-".into(), |c| format!("{c:.2}")),
             n("server_cpu_us_per_delivery").map_or("-".into(), |c| format!("{c:.2}")),
             n("server_cpu_frac").unwrap_or(0.0) * 100.0,
+            n("server_cswitches_per_delivery").map_or("-".into(), |c| format!("{c:.3}")),
             mib(n("server_rss_end"))
         );
     }

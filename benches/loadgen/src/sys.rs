@@ -59,4 +59,26 @@ impl Proc {
     pub fn threads(&self) -> Option<u64> {
         self.status_field("Threads:")
     }
+
+    /// Context switches (voluntary + involuntary) summed over the threads
+    /// alive now: a thread's count is gone once it exits, so compare two
+    /// readings only across a phase in which threads neither start nor end.
+    pub fn context_switches(&self) -> Option<u64> {
+        let mut total = 0;
+        for task in fs::read_dir(format!("/proc/{}/task", self.pid)).ok()? {
+            let Ok(task) = task else { continue };
+            let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            for line in status.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    total += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        Some(total)
+    }
 }

@@ -58,6 +58,10 @@ fn lost_percent(v: f64) -> String {
     }
 }
 
+fn fixed3(v: f64) -> String {
+    format!("{v:.3}")
+}
+
 fn fixed2(v: f64) -> String {
     format!("{v:.2}")
 }
@@ -111,6 +115,12 @@ const COLUMNS: &[Column] = &[
         title: "CPU µs/msg",
         key: "server_cpu_us_per_delivery",
         fmt: fixed2,
+        ratio: true,
+    },
+    Column {
+        title: "cs/msg",
+        key: "server_cswitches_per_delivery",
+        fmt: fixed3,
         ratio: true,
     },
     Column {
@@ -296,6 +306,7 @@ const TRAFFIC: &[&str] = &[
     "lost",
     "lost_frac",
     "server_cpu_us_per_delivery",
+    "server_cswitches_per_delivery",
     "server_rss_per_conn",
     "settle_s",
     "loadavg",
@@ -370,6 +381,7 @@ pub fn print(path: &Path) -> ExitCode {
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
          lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
+         cs/msg: server context switches (all threads) per delivery, about the wake-ups a delivery costs; \
          CPU µs/conn: the same per churn cycle (connect, one message, close); RSS/conn: server RSS growth while opening the connections, per connection; \
          settle: time after the last handshake until the server stopped sending (welcome, presence); \
          load: the machine's 1-minute load average when the run started (2 cores); \
