@@ -8,9 +8,14 @@
 //! full is too slow to keep up, and is closed with 1008 so that everyone
 //! else keeps receiving at full speed.
 //!
-//! Consecutive `say`s are handled as one batch: one history write (and one
-//! sync, with `--fsync`) for the batch, then one encoded frame per message,
-//! shared by every client's queue.
+//! The hub takes whatever events are waiting (up to [`MAX_BATCH`]) as one
+//! batch. Everything the batch broadcasts — messages, joins, leaves,
+//! renames — is encoded once into one outbox, and each client is handed the
+//! whole outbox as a single queue item: one wake-up and one write for its
+//! writer, however busy the room. A client that joined during the batch
+//! gets only the part after its own join (its `welcome` covers the rest).
+//! Messages are written to the history file before they enter the outbox,
+//! one write (and one sync, with `--fsync`) for a run of messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use crossbeam_channel::Receiver;
 use super::history::History;
 use super::protocol::{
     ChatError, ChatMessage, Command, ErrorCode, ServerMessage, TextLimits, User, WelcomeLimits,
+    welcome_json,
 };
 use crate::ws::conn::TrySend;
 use crate::ws::frame::{OpCode, encode_frame};
@@ -45,8 +51,8 @@ pub enum Event {
     Shutdown,
 }
 
-/// Most events handled before staged messages are flushed.
-const MAX_BATCH: usize = 512;
+/// Most events handled as one batch.
+pub const MAX_BATCH: usize = 512;
 
 struct Client {
     user: User,
@@ -63,7 +69,16 @@ pub struct Hub {
     clients: HashMap<u64, Client>,
     history: History,
     limits: TextLimits,
+    /// Messages waiting for one history write.
     staged: Vec<Staged>,
+    /// Encoded frames for everyone, delivered at the end of the batch.
+    outbox: Vec<u8>,
+    /// Clients that joined during this batch, and where in the outbox their
+    /// share starts.
+    joined_at: HashMap<u64, usize>,
+    /// The `users` array of the welcome, serialized: rebuilt only after a
+    /// leave or rename, extended on a join.
+    users_json: Option<String>,
 }
 
 impl Hub {
@@ -73,6 +88,9 @@ impl Hub {
             history,
             limits,
             staged: Vec::new(),
+            outbox: Vec::new(),
+            joined_at: HashMap::new(),
+            users_json: None,
         }
     }
 
@@ -88,10 +106,9 @@ impl Hub {
                 }
                 handled += 1;
             }
-            self.flush();
+            self.deliver();
             if stop {
-                self.shutdown();
-                return;
+                break;
             }
         }
         self.shutdown();
@@ -120,7 +137,7 @@ impl Hub {
                         name: Some(name), ..
                     },
             } => {
-                self.flush();
+                self.store_staged();
                 self.rename(id, name);
             }
             Event::Command {
@@ -133,11 +150,11 @@ impl Hub {
                 name,
                 resume,
             } => {
-                self.flush();
+                self.store_staged();
                 self.join(id, sender, name, resume);
             }
             Event::Leave { id } => {
-                self.flush();
+                self.store_staged();
                 self.leave(id);
             }
             Event::Shutdown => return true,
@@ -150,35 +167,58 @@ impl Hub {
             id,
             name: name.unwrap_or_else(|| format!("guest-{id}")),
         };
-        let welcome = {
-            let mut users: Vec<&User> = self.clients.values().map(|c| &c.user).collect();
-            users.push(&user);
-            users.sort_by_key(|u| u.id);
-            ServerMessage::Welcome {
-                you: &user,
-                users,
-                history: self.history.since(resume),
-                limits: WelcomeLimits {
-                    max_text: self.limits.max_text,
-                    max_name: self.limits.max_name,
-                },
-            }
-            .to_json()
-        };
+        let user_json = serde_json::to_string(&user).unwrap_or_default();
+        let users = self.users_json();
+        if users.len() > 1 {
+            users.push(',');
+        }
+        users.push_str(&user_json);
+        let welcome = self.welcome(&user, resume);
         if sender
             .try_send(Outgoing::Owned(text_frame(&welcome)))
             .is_err()
         {
             sender.close(CloseCode::POLICY, "too slow", false);
+            self.users_json = None;
             return;
         }
-        let join = ServerMessage::Join { user: &user }.to_json();
+        self.broadcast(&ServerMessage::Join { user: &user }.to_json());
+        self.joined_at.insert(id, self.outbox.len());
         self.clients.insert(id, Client { user, sender });
-        self.broadcast_except(&join, Some(id));
+    }
+
+    /// The joiner's welcome; `users` (with the joiner) is already up to date.
+    fn welcome(&mut self, you: &User, resume: Option<u64>) -> String {
+        let limits = WelcomeLimits {
+            max_text: self.limits.max_text,
+            max_name: self.limits.max_name,
+        };
+        let mut users = std::mem::take(self.users_json());
+        users.push(']');
+        let json = welcome_json(you, &users, &self.history.since(resume), &limits);
+        users.pop();
+        self.users_json = Some(users);
+        json
+    }
+
+    /// `[` and every joined user, comma-separated, without the closing `]`.
+    fn users_json(&mut self) -> &mut String {
+        let clients = &self.clients;
+        self.users_json.get_or_insert_with(|| {
+            let mut users: Vec<&User> = clients.values().map(|c| &c.user).collect();
+            users.sort_by_key(|u| u.id);
+            let mut json = serde_json::to_string(&users).unwrap_or_else(|_| "[]".into());
+            json.pop();
+            json
+        })
     }
 
     fn leave(&mut self, id: u64) {
-        self.remove(vec![id]);
+        if let Some(client) = self.clients.remove(&id) {
+            self.users_json = None;
+            self.joined_at.remove(&id);
+            self.broadcast(&ServerMessage::Leave { user: &client.user }.to_json());
+        }
     }
 
     fn rename(&mut self, id: u64, name: String) {
@@ -194,11 +234,14 @@ impl Hub {
             old: &old,
         }
         .to_json();
-        self.broadcast_except(&json, None);
+        self.users_json = None;
+        self.broadcast(&json);
     }
 
-    /// Store and broadcast the staged messages.
-    fn flush(&mut self) {
+    /// Store the staged messages in the history, then queue them for
+    /// everyone. If the history cannot be written, nothing is broadcast and
+    /// each sender is told.
+    fn store_staged(&mut self) {
         if self.staged.is_empty() {
             return;
         }
@@ -222,14 +265,9 @@ impl Hub {
         }
         match self.history.append(batch) {
             Ok(stored) => {
-                // Every client gets the whole batch as one queue item: one
-                // wake-up and one write for its writer, however many messages.
-                let mut frames =
-                    Vec::with_capacity(stored.iter().map(|(_, j)| j.get().len() + 10).sum());
                 for (_, json) in &stored {
-                    encode_frame(&mut frames, true, OpCode::Text, json.get().as_bytes(), None);
+                    self.broadcast(json.get());
                 }
-                self.broadcast_frames(frames.into(), None);
             }
             Err(e) => {
                 log::error!(
@@ -252,53 +290,46 @@ impl Hub {
         }
     }
 
-    /// Send to every client but `except`; close and drop the ones that
-    /// cannot keep up, telling the others they left.
-    fn broadcast_except(&mut self, json: &str, except: Option<u64>) {
-        self.broadcast_frames(text_frame(json).into(), except);
+    /// Queue a message for every client (delivered by [`Hub::deliver`]).
+    fn broadcast(&mut self, json: &str) {
+        encode_frame(&mut self.outbox, true, OpCode::Text, json.as_bytes(), None);
     }
 
-    /// Send encoded frames to every client but `except`, as in
-    /// [`Hub::broadcast_except`].
-    fn broadcast_frames(&mut self, frames: Arc<[u8]>, except: Option<u64>) {
-        let gone = self.send_all(frames, except);
-        self.remove(gone);
-    }
-
-    /// Forget these clients and tell everyone else they left — which may
-    /// find more clients too slow to take even that.
-    fn remove(&mut self, mut gone: Vec<u64>) {
-        while let Some(id) = gone.pop() {
-            if let Some(client) = self.clients.remove(&id) {
-                let leave = ServerMessage::Leave { user: &client.user }.to_json();
-                gone.extend(self.send_all(text_frame(&leave).into(), None));
-            }
-        }
-    }
-
-    /// The same encoded bytes into every queue. Returns the clients whose
-    /// queue was full (now asked to close) or already gone.
-    fn send_all(&self, frame: Arc<[u8]>, except: Option<u64>) -> Vec<u64> {
-        let mut gone = Vec::new();
-        for (&id, client) in &self.clients {
-            if Some(id) == except {
-                continue;
-            }
-            match client.sender.try_send(Outgoing::Shared(Arc::clone(&frame))) {
-                Ok(()) => {}
-                Err(TrySend::Full) => {
-                    log::info!("client {id} ({}) is too slow; closing it", client.user.name);
-                    client.sender.close(CloseCode::POLICY, "too slow", false);
-                    gone.push(id);
+    /// Hand the outbox to every client as one shared queue item. Clients
+    /// whose queue is full are closed and dropped, and their leaving is
+    /// delivered in turn.
+    fn deliver(&mut self) {
+        self.store_staged();
+        while !self.outbox.is_empty() {
+            let frames: Arc<[u8]> = std::mem::take(&mut self.outbox).into();
+            let joined_at = std::mem::take(&mut self.joined_at);
+            let mut gone = Vec::new();
+            for (&id, client) in &self.clients {
+                let item = match joined_at.get(&id) {
+                    None => Outgoing::Shared(Arc::clone(&frames)),
+                    Some(&start) if start < frames.len() => {
+                        Outgoing::Tail(Arc::clone(&frames), start)
+                    }
+                    Some(_) => continue,
+                };
+                match client.sender.try_send(item) {
+                    Ok(()) => {}
+                    Err(TrySend::Full) => {
+                        log::info!("client {id} ({}) is too slow; closing it", client.user.name);
+                        client.sender.close(CloseCode::POLICY, "too slow", false);
+                        gone.push(id);
+                    }
+                    Err(TrySend::Disconnected) => gone.push(id),
                 }
-                Err(TrySend::Disconnected) => gone.push(id),
+            }
+            for id in gone {
+                self.leave(id);
             }
         }
-        gone
     }
 
     fn shutdown(&mut self) {
-        self.flush();
+        self.deliver();
         for client in self.clients.values() {
             client
                 .sender

@@ -6,6 +6,7 @@
 //! (and in the README's protocol section, which mirrors it).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -251,13 +252,6 @@ fn truncate(s: &str, max: usize) -> &str {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerMessage<'a> {
-    Welcome {
-        you: &'a User,
-        users: Vec<&'a User>,
-        /// Messages, each already serialized (they are kept that way).
-        history: Vec<&'a serde_json::value::RawValue>,
-        limits: WelcomeLimits,
-    },
     Message(&'a ChatMessage),
     Join {
         user: &'a User,
@@ -275,6 +269,40 @@ pub enum ServerMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         nonce: Option<&'a str>,
     },
+}
+
+/// The `welcome` a joining client gets:
+/// `{"type":"welcome","you":{..},"users":[..],"history":[..],"limits":{..}}`.
+///
+/// Assembled from parts that are already JSON — the users array, which the
+/// hub keeps serialized, and the stored messages — so that a join costs a
+/// copy of the room, not a serialization of it.
+pub fn welcome_json(
+    you: &User,
+    users_array: &str,
+    history: &[&RawValue],
+    limits: &WelcomeLimits,
+) -> String {
+    let you = serde_json::to_string(you).unwrap_or_default();
+    let limits = serde_json::to_string(limits).unwrap_or_default();
+    let history_len: usize = history.iter().map(|m| m.get().len() + 1).sum();
+    let mut out =
+        String::with_capacity(64 + you.len() + users_array.len() + history_len + limits.len());
+    out.push_str(r#"{"type":"welcome","you":"#);
+    out.push_str(&you);
+    out.push_str(r#","users":"#);
+    out.push_str(users_array);
+    out.push_str(r#","history":["#);
+    for (i, message) in history.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(message.get());
+    }
+    out.push_str(r#"],"limits":"#);
+    out.push_str(&limits);
+    out.push('}');
+    out
 }
 
 #[derive(Serialize)]
@@ -388,6 +416,36 @@ mod tests {
     fn limits_count_characters_not_bytes() {
         assert!(check_text(&"é".repeat(4000), &limits()).is_ok());
         assert!(check_name(&"ü".repeat(32), &limits()).is_ok());
+    }
+
+    #[test]
+    fn welcome_json_is_valid_and_complete() {
+        let you = User {
+            id: 2,
+            name: "bob \"b\"".into(),
+        };
+        let stored = RawValue::from_string(r#"{"type":"message","id":1}"#.into()).unwrap();
+        let limits = WelcomeLimits {
+            max_text: 4000,
+            max_name: 32,
+        };
+        let json = welcome_json(
+            &you,
+            r#"[{"id":1,"name":"a"},{"id":2,"name":"bob \"b\""}]"#,
+            &[&stored, &stored],
+            &limits,
+        );
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["type"], "welcome");
+        assert_eq!(v["you"]["name"], "bob \"b\"");
+        assert_eq!(v["users"].as_array().unwrap().len(), 2);
+        assert_eq!(v["history"].as_array().unwrap().len(), 2);
+        assert_eq!(v["limits"]["max_text"], 4000);
+        let empty = welcome_json(&you, "[]", &[], &limits);
+        assert_eq!(
+            serde_json::from_str::<Value>(&empty).unwrap()["history"],
+            serde_json::json!([])
+        );
     }
 
     #[test]

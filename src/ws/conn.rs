@@ -81,6 +81,9 @@ const INITIAL_READ_BUFFER: usize = 512;
 #[derive(Clone, Debug)]
 pub enum Outgoing {
     Shared(Arc<[u8]>),
+    /// A shared buffer from an offset on: what a client that joined in the
+    /// middle of a hub batch is still to receive of it.
+    Tail(Arc<[u8]>, usize),
     Owned(Vec<u8>),
 }
 
@@ -88,6 +91,7 @@ impl AsRef<[u8]> for Outgoing {
     fn as_ref(&self) -> &[u8] {
         match self {
             Outgoing::Shared(bytes) => bytes,
+            Outgoing::Tail(bytes, start) => bytes.get(*start..).unwrap_or_default(),
             Outgoing::Owned(bytes) => bytes,
         }
     }
