@@ -1064,6 +1064,22 @@ fn per_ip_cap_refuses_the_65th() {
 }
 
 #[test]
+fn max_connections_cap_refuses_with_503() {
+    let server = Server::start(&["--max-connections", "10", "--max-per-ip", "0"]);
+    let base = server.sample();
+    let addr = server.addr;
+    let held: Vec<Ws> = (0..10).map(|_| Ws::connect(addr)).collect();
+    let r = http(addr, &head(&upgrade_lines(addr)));
+    println!("--max-connections 10, 10 open: 11th → {}", r.summary());
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("too many connections"), "{}", r.body);
+    for ws in held {
+        ws.close();
+    }
+    server.check_healthy(base, "max_connections_cap_refuses_with_503");
+}
+
+#[test]
 fn connections_over_the_cap_cost_no_thread() {
     let server = Server::start(&[]); // --max-per-ip 64
     let base = server.sample();
@@ -1141,8 +1157,10 @@ fn slow_reader_is_closed_and_others_get_everything() {
         |mut client: ChatClient, counter: Arc<AtomicUsize>, gone: Option<Arc<AtomicBool>>| {
             std::thread::spawn(move || {
                 let mut order = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let v = match client.recv(Duration::from_secs(30)) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let v = match client.recv(left.min(Duration::from_secs(30))) {
                         Ok(v) => v,
                         Err(e) => panic!("{}: {e:?} after {} messages", client.name, order.len()),
                     };
@@ -1221,7 +1239,12 @@ fn slow_reader_is_closed_and_others_get_everything() {
 
     // Now the slow client reads: what was buffered, then Close 1008.
     let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
     let (code, reason) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "slow client: no Close within 30 s"
+        );
         let f = slow
             .ws
             .read_frame(WAIT)
@@ -1336,8 +1359,9 @@ fn flood_is_rate_limited_then_closed() {
     }
     let _ = flooder.ws.send_raw(&burst);
     let (mut echoed, mut limited, mut other) = (Vec::new(), 0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
     let close = loop {
-        match flooder.recv(WAIT) {
+        match flooder.recv(deadline.saturating_duration_since(Instant::now())) {
             Ok(v) if v["type"] == "message" => echoed.push(v["id"].as_u64().unwrap()),
             Ok(v) if v["type"] == "error" && v["code"] == "rate_limited" => {
                 assert!(v["nonce"].as_str().unwrap().starts_with('f'), "{v}");
@@ -1361,8 +1385,11 @@ fn flood_is_rate_limited_then_closed() {
     assert!(end.is_ok(), "TCP not closed after the Close");
     // The bystander saw the allowed messages, then the flooder leave.
     let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = bystander.recv(WAIT).expect("bystander");
+        let v = bystander
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .expect("bystander");
         if v["type"] == "message" && v["from"]["id"] == flooder_id {
             seen.push(v["id"].as_u64().unwrap());
         }

@@ -58,8 +58,11 @@ fn blast(addr: SocketAddr, name: &str, window: usize, stop: &Arc<AtomicBool>) ->
         let (own, acked, prefix) = (Arc::clone(&own), Arc::clone(&acked), prefix.clone());
         std::thread::spawn(move || {
             let mut got = Vec::new();
-            // Ends when the server goes away (or is quiet for 5 s).
-            while let Ok(v) = client.recv(WAIT) {
+            // Ends when the server goes away (or is quiet for 5 s); 60 s at most.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline
+                && let Ok(v) = client.recv(WAIT)
+            {
                 if v["type"] != "message" {
                     continue;
                 }

@@ -801,8 +801,9 @@ impl ChatClient {
     pub fn join_with(addr: SocketAddr, hello: Value) -> ChatClient {
         let mut ws = Ws::connect(addr);
         ws.send_text(&hello.to_string()).expect("send hello");
+        let deadline = Instant::now() + WAIT;
         let welcome = loop {
-            match ws.recv_json(WAIT) {
+            match ws.recv_json(deadline.saturating_duration_since(Instant::now())) {
                 Ok(v) if v["type"] == "welcome" => break v,
                 Ok(_) => {}
                 Err(e) => panic!("no welcome: {e:?}"),
