@@ -154,7 +154,8 @@ impl HeadScanner {
         buf: &[u8],
         limits: &HeadLimits,
     ) -> Result<Option<usize>, HttpError> {
-        let from = self.scanned.saturating_sub(3);
+        // A shorter buffer than last time breaks the contract; rescan it.
+        let from = self.scanned.min(buf.len()).saturating_sub(3);
         let end = buf[from..]
             .windows(2)
             .position(|w| w == b"\n\n")
@@ -286,7 +287,13 @@ pub fn check_upgrade(req: &Request) -> Result<Upgrade, HttpError> {
             "Connection header must include upgrade",
         ));
     }
-    if req.all("transfer-encoding").next().is_some() || req.all("content-length").any(|v| v != b"0")
+    if req.all("transfer-encoding").next().is_some()
+        || req.all("content-length").any(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                != Some(0)
+        })
     {
         return Err(HttpError::BadRequest(
             "upgrade request must not have a body",
