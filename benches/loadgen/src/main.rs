@@ -349,6 +349,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     // Send phase, then drain.
     let cs0 = server.as_ref().and_then(Proc::context_switches);
+    let split0 = server.as_ref().and_then(Proc::cpu_split);
     let cpu0 = server_cpu();
     let me0 = me.cpu_seconds();
     let t_send = shared.now_ns();
@@ -369,6 +370,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let t_end = shared.now_ns();
     let cpu1 = server_cpu();
+    let split1 = server.as_ref().and_then(Proc::cpu_split);
     let me1 = me.cpu_seconds();
     let rss_end = server_rss();
     let cs1 = server.as_ref().and_then(Proc::context_switches);
@@ -439,6 +441,14 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     out.insert("server_rss_end".into(), json!(rss_end));
+    if let (Some((u0, s0)), Some((u1, s1))) = (split0, split1)
+        && (u1 - u0) + (s1 - s0) > 0.0
+    {
+        out.insert(
+            "server_cpu_sys_frac".into(),
+            json!((s1 - s0) / ((u1 - u0) + (s1 - s0))),
+        );
+    }
     if let (Some(a), Some(b)) = (cs0, cs1)
         && stats.delivered > 0
     {
@@ -628,10 +638,11 @@ fn print_human(out: &Map<String, Value>) {
                 .unwrap_or_default()
         );
         println!(
-            "server CPU: {} s = {} µs/delivery ({:.0}% of a core); {} context switches/delivery; RSS end {}",
+            "server CPU: {} s = {} µs/delivery ({:.0}% of a core, {:.0}% of it in the kernel); {} context switches/delivery; RSS end {}",
             n("server_cpu_s").map_or("-".into(), |c| format!("{c:.2}")),
             n("server_cpu_us_per_delivery").map_or("-".into(), |c| format!("{c:.2}")),
             n("server_cpu_frac").unwrap_or(0.0) * 100.0,
+            n("server_cpu_sys_frac").unwrap_or(0.0) * 100.0,
             n("server_cswitches_per_delivery").map_or("-".into(), |c| format!("{c:.3}")),
             mib(n("server_rss_end"))
         );

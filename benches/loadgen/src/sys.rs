@@ -32,6 +32,11 @@ impl Proc {
 
     /// User + system CPU time of all the process's threads, in seconds.
     pub fn cpu_seconds(&self) -> Option<f64> {
+        self.cpu_split().map(|(user, system)| user + system)
+    }
+
+    /// User and system CPU time of all the process's threads, in seconds.
+    pub fn cpu_split(&self) -> Option<(f64, f64)> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         // The command name (field 2) may hold spaces; it ends at the last ')'.
         let rest = &stat[stat.rfind(')')? + 1..];
@@ -39,7 +44,7 @@ impl Proc {
         // After ')': field 3 (state) is index 0, so utime (14) is 11, stime (15) is 12.
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) as f64 / self.ticks)
+        Some((utime as f64 / self.ticks, stime as f64 / self.ticks))
     }
 
     fn status_field(&self, name: &str) -> Option<u64> {

@@ -118,6 +118,12 @@ const COLUMNS: &[Column] = &[
         ratio: true,
     },
     Column {
+        title: "sys",
+        key: "server_cpu_sys_frac",
+        fmt: percent,
+        ratio: false,
+    },
+    Column {
         title: "cs/msg",
         key: "server_cswitches_per_delivery",
         fmt: fixed3,
@@ -306,6 +312,7 @@ const TRAFFIC: &[&str] = &[
     "lost",
     "lost_frac",
     "server_cpu_us_per_delivery",
+    "server_cpu_sys_frac",
     "server_cswitches_per_delivery",
     "server_rss_per_conn",
     "settle_s",
@@ -381,6 +388,7 @@ pub fn print(path: &Path) -> ExitCode {
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
          lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
+         sys: the part of that CPU time spent in the kernel; \
          cs/msg: server context switches (all threads) per delivery, about the wake-ups a delivery costs; \
          CPU µs/conn: the same per churn cycle (connect, one message, close); RSS/conn: server RSS growth while opening the connections, per connection; \
          settle: time after the last handshake until the server stopped sending (welcome, presence); \
