@@ -66,7 +66,7 @@ pub struct ServeArgs {
     /// Open connections before new ones get HTTP 503 (0: no cap).
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Open connections per IP address before new ones get HTTP 503 (0: no cap).
+    /// Open connections per IP address (IPv6: per /64) before new ones get HTTP 503 (0: no cap).
     #[arg(long, default_value_t = 64)]
     pub max_per_ip: usize,
     /// Largest WebSocket message in bytes (close 1009 beyond).

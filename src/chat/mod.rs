@@ -194,14 +194,14 @@ impl App for Chat {
                 Err(closed) => break closed,
             };
             if !self.command(id, parsed, &mut bucket, &sender) {
-                break reader
-                    .next_message()
-                    .err()
-                    .unwrap_or_else(|| crate::ws::Closed {
-                        code: CloseCode::POLICY,
-                        reason: "rate limit".into(),
-                        by_peer: false,
-                    });
+                // Our Close is queued: whatever else the client sends is
+                // discarded until it answers it (§5.5.1) or the close
+                // timeout ends the connection.
+                break loop {
+                    if let Err(closed) = reader.next_message() {
+                        break closed;
+                    }
+                };
             }
         };
         log::info!(

@@ -216,7 +216,7 @@ impl Closed {
 
 /// The receiving half, driven by the connection's own thread.
 pub struct Reader {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     config: Config,
     decoder: Decoder,
     buf: Vec<u8>,
@@ -241,7 +241,10 @@ pub struct Reader {
 pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(Reader, Sender)> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
-    let write_half = stream.try_clone()?;
+    // Reader and writer share one socket: `&TcpStream` reads and writes,
+    // so no second file descriptor is needed per connection.
+    let stream = Arc::new(stream);
+    let write_half = Arc::clone(&stream);
     let (data_tx, data_rx) = queue(config.queue_len);
     let (control_tx, control_rx) = channel::bounded(8);
     let (alive_tx, alive_rx) = channel::bounded::<()>(0);
@@ -436,7 +439,7 @@ impl Reader {
             if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match self.stream.read(&mut scratch) {
+            match (&*self.stream).read(&mut scratch) {
                 // The peer is done sending. Our Close may still be queued for
                 // the writer, which ends the socket once it has written it:
                 // shutting down here could destroy it before it is sent.
@@ -467,7 +470,7 @@ impl Reader {
                 let _ = self.stream.set_read_timeout(timeout);
                 self.timeout_set = timeout;
             }
-            match self.stream.read(&mut self.buf[self.end..]) {
+            match (&*self.stream).read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     let _ = self.stream.shutdown(Shutdown::Both);
                     if self.shared.close_sent.load(Ordering::Acquire) {
@@ -561,7 +564,7 @@ impl Reader {
 }
 
 struct Writer {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     data: QueueReceiver<Outgoing>,
     control: Receiver<Control>,
     reader_alive: Receiver<()>,
@@ -635,7 +638,7 @@ impl Writer {
                 // as a Close of the peer's own to be echoed (§5.5.1, §7.1.1).
                 self.shared.close_sent.store(true, Ordering::Release);
             }
-            if write_all_vectored(&mut self.stream, &batch).is_err() {
+            if write_all_vectored(&self.stream, &batch).is_err() {
                 let _ = self.stream.shutdown(Shutdown::Both);
                 return;
             }
@@ -713,7 +716,7 @@ impl Writer {
 }
 
 /// Write every frame, in as few system calls as the kernel allows.
-fn write_all_vectored(stream: &mut TcpStream, frames: &[Outgoing]) -> io::Result<()> {
+fn write_all_vectored(mut stream: &TcpStream, frames: &[Outgoing]) -> io::Result<()> {
     // At most this many slices per call, kept on the stack: no allocation
     // per write.
     const SLICES: usize = 64;
