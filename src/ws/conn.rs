@@ -62,7 +62,7 @@ impl Config {
             role,
             limits: Limits::default(),
             queue_len: 256,
-            read_buffer: 4096,
+            read_buffer: 16 * 1024,
             max_batch: 64,
             write_timeout: Some(Duration::from_secs(30)),
             close_timeout: Duration::from_secs(5),
