@@ -172,7 +172,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         let d = decode_ns(125);
         assert!(d.is_finite() && d > 0.0, "decode timing failed");
-        println!("codec_ratios: smoke run only; `cargo bench --bench codec_ratios` prints the table");
+        println!(
+            "codec_ratios: smoke run only; `cargo bench --bench codec_ratios` prints the table"
+        );
         return;
     }
     println!("codec throughput (median of {RUNS} runs)");
