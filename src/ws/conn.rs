@@ -499,12 +499,7 @@ impl Reader {
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if timed_out(&e) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(());
                     }
@@ -768,12 +763,7 @@ pub fn read_head(
             Ok(0) => return Err(HeadError::Eof),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if timed_out(&e) => {
                 return Err(HeadError::Timeout);
             }
             Err(e) => return Err(HeadError::Io(e)),
@@ -783,6 +773,15 @@ pub fn read_head(
             return Ok((buf, rest));
         }
     }
+}
+
+/// A read timeout (`SO_RCVTIMEO`) expired: Unix reports `WouldBlock`,
+/// Windows `TimedOut`.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Why no request head could be read.
