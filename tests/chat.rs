@@ -1,10 +1,10 @@
 //! The chat server end to end: the real `wschat` binary on a free loopback
 //! port, driven by independent `tungstenite` clients and raw sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -13,82 +13,29 @@ use tungstenite::{Message, WebSocket};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `wschat` process, killed by PID when dropped.
-struct Server {
-    child: Child,
-    port: u16,
+mod support;
+use support::Server;
+
+fn url(server: &Server) -> String {
+    format!("ws://{}/ws", server.addr)
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WSCHAT_TEST_LOG").unwrap_or("warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start wschat");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/ws", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn threads(&self) -> usize {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// SIGTERM, then the exit status (bounded wait).
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &server.pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = server.exited() {
+            return status;
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -104,7 +51,7 @@ fn connect(url: &str) -> Ws {
 
 /// Connect and say hello; returns the socket and the welcome.
 fn join(server: &Server, name: &str, resume: Option<u64>) -> (Ws, Value) {
-    let mut ws = connect(&server.url());
+    let mut ws = connect(&url(&server));
     let mut hello = json!({"type": "hello", "name": name});
     if let Some(id) = resume {
         hello["resume"] = json!(id);
@@ -192,7 +139,7 @@ fn welcome_presence_join_rename_leave() {
 #[test]
 fn a_client_without_hello_joins_as_a_guest() {
     let server = Server::start(&[]);
-    let mut ws = connect(&server.url());
+    let mut ws = connect(&url(&server));
     let welcome = next_of(&mut ws, "welcome");
     let id = welcome["you"]["id"].as_u64().unwrap();
     assert_eq!(welcome["you"]["name"], format!("guest-{id}"));
@@ -380,7 +327,7 @@ fn static_files_and_traversal() {
     std::os::unix::fs::symlink(base.join("secret.txt"), www.join("link.txt")).unwrap();
     std::os::unix::fs::symlink("/etc", www.join("etc")).unwrap();
     let server = Server::start(&["--www", www.to_str().unwrap()]);
-    let port = server.port;
+    let port = server.addr.port();
 
     let (status, head, body) = get(port, "/");
     assert_eq!(status, 200);
@@ -445,10 +392,10 @@ fn static_files_and_traversal() {
 fn upgrade_on_root_and_ws_only() {
     let server = Server::start(&[]);
     for path in ["/", "/ws", "/ws?x=1"] {
-        let mut ws = connect(&format!("ws://127.0.0.1:{}{path}", server.port));
+        let mut ws = connect(&format!("ws://127.0.0.1:{}{path}", server.addr.port()));
         next_of(&mut ws, "welcome");
     }
-    let addr = format!("127.0.0.1:{}", server.port);
+    let addr = format!("127.0.0.1:{}", server.addr.port());
     let stream = TcpStream::connect(&addr).unwrap();
     let err = tungstenite::client(format!("ws://{addr}/elsewhere"), stream).unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
@@ -457,14 +404,14 @@ fn upgrade_on_root_and_ws_only() {
 #[test]
 fn over_the_connection_cap_gets_503() {
     let server = Server::start(&["--max-connections", "3"]);
-    let held: Vec<Ws> = (0..3).map(|_| connect(&server.url())).collect();
-    let (status, _, body) = get(server.port, "/healthz");
+    let held: Vec<Ws> = (0..3).map(|_| connect(&url(&server))).collect();
+    let (status, _, body) = get(server.addr.port(), "/healthz");
     assert_eq!(status, 503);
     assert!(String::from_utf8_lossy(&body).contains("too many connections"));
     drop(held);
     // Slots come back once those connections are gone.
     let deadline = Instant::now() + TIMEOUT;
-    while get(server.port, "/healthz").0 != 200 {
+    while get(server.addr.port(), "/healthz").0 != 200 {
         assert!(Instant::now() < deadline, "slots were not released");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -525,7 +472,7 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
         frames
     });
     std::thread::sleep(Duration::from_millis(100));
-    let status = server.terminate();
+    let status = terminate(&mut server);
     assert!(status.success(), "{status:?}");
     for frame in closer.join().unwrap() {
         assert_eq!(u16::from(frame.expect("close frame").code), 1001);
@@ -543,7 +490,7 @@ fn a_thousand_connections_come_and_go_without_leaking_threads() {
     std::thread::sleep(Duration::from_millis(300));
     let before = server.threads();
     for batch in 0..20 {
-        let mut open: Vec<Ws> = (0..50).map(|_| connect(&server.url())).collect();
+        let mut open: Vec<Ws> = (0..50).map(|_| connect(&url(&server))).collect();
         for ws in open.iter_mut() {
             ws.close(None).unwrap();
         }

@@ -1,4 +1,4 @@
-//! Shared helpers for `tests/attacks.rs` and `tests/faults.rs`:
+//! Shared helpers for `tests/attacks.rs`, `tests/faults.rs` and `tests/chat.rs`:
 //!
 //! - [`Server`]: the real `wschat` binary on port 0, with its thread count,
 //!   RSS and CPU time read from `/proc/PID/`, its log captured, and a kill
