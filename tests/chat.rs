@@ -51,7 +51,7 @@ fn connect(url: &str) -> Ws {
 
 /// Connect and say hello; returns the socket and the welcome.
 fn join(server: &Server, name: &str, resume: Option<u64>) -> (Ws, Value) {
-    let mut ws = connect(&url(&server));
+    let mut ws = connect(&url(server));
     let mut hello = json!({"type": "hello", "name": name});
     if let Some(id) = resume {
         hello["resume"] = json!(id);
