@@ -12,8 +12,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::value::RawValue;
-
 use super::protocol::ChatMessage;
 
 /// Longest line reloaded from a history file.
@@ -57,11 +55,12 @@ fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
-/// A kept message: its id and its JSON, serialized once.
+/// A kept message: its id and its JSON, serialized once (by the hub when
+/// it was sent, or read back from the file).
 #[derive(Debug)]
 struct Entry {
     id: u64,
-    json: Box<RawValue>,
+    json: String,
 }
 
 #[derive(Debug)]
@@ -155,9 +154,8 @@ impl History {
             line.pop();
             match serde_json::from_slice::<ChatMessage>(&line) {
                 Ok(msg) if msg.id >= self.next_id => {
+                    // It parsed as a message, so it is UTF-8 JSON.
                     let json = String::from_utf8(std::mem::take(&mut line))
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    let json = RawValue::from_string(json)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     self.keep(msg.id, json);
                 }
@@ -177,9 +175,15 @@ impl History {
     }
 
     /// Store a batch of messages, given with their JSON: one write (and one
-    /// sync) for the whole batch. On error nothing is kept, the file is cut
-    /// back to where it was, and the ids are not used up.
-    pub fn append(&mut self, batch: Vec<(u64, String)>) -> io::Result<Vec<(u64, Box<RawValue>)>> {
+    /// sync) for the whole batch. Once it is stored, `stored` sees each
+    /// message (the hub broadcasts it from there) before it is kept. On error
+    /// nothing is kept, the file is cut back to where it was, and the ids are
+    /// not used up.
+    pub fn append(
+        &mut self,
+        batch: Vec<(u64, String)>,
+        mut stored: impl FnMut(&str),
+    ) -> io::Result<()> {
         if let Some(hf) = &mut self.file {
             let mut bytes = Vec::with_capacity(batch.iter().map(|(_, j)| j.len() + 1).sum());
             for (_, json) in &batch {
@@ -200,19 +204,14 @@ impl History {
             }
             hf.len += bytes.len() as u64;
         }
-        let mut stored = Vec::with_capacity(batch.len());
         for (id, json) in batch {
-            let raw = RawValue::from_string(json)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            stored.push((id, raw));
+            stored(&json);
+            self.keep(id, json);
         }
-        for (id, raw) in &stored {
-            self.keep(*id, raw.clone());
-        }
-        Ok(stored)
+        Ok(())
     }
 
-    fn keep(&mut self, id: u64, json: Box<RawValue>) {
+    fn keep(&mut self, id: u64, json: String) {
         self.next_id = id + 1;
         if self.max == 0 {
             return;
@@ -225,10 +224,10 @@ impl History {
 
     /// What a joining client is sent: the messages after `resume` when it
     /// says where it left off, else everything kept.
-    pub fn since(&self, resume: Option<u64>) -> Vec<&RawValue> {
+    pub fn since(&self, resume: Option<u64>) -> Vec<&str> {
         let after = resume.unwrap_or(0);
         let start = self.kept.partition_point(|e| e.id <= after);
-        self.kept.range(start..).map(|e| e.json.as_ref()).collect()
+        self.kept.range(start..).map(|e| e.json.as_str()).collect()
     }
 
     /// Sync the file to the device (at shutdown).
@@ -274,14 +273,9 @@ mod tests {
     fn keeps_the_last_n_and_resumes_after_an_id() {
         let mut h = History::in_memory(3);
         for id in 1..=5 {
-            h.append(vec![json(id)]).unwrap();
+            h.append(vec![json(id)], |_| {}).unwrap();
         }
-        let ids = |v: Vec<&RawValue>| {
-            v.iter()
-                .map(|r| r.get().to_owned())
-                .collect::<Vec<_>>()
-                .join("|")
-        };
+        let ids = |v: Vec<&str>| v.join("|");
         assert!(ids(h.since(None)).contains("m3"));
         assert!(!ids(h.since(None)).contains("m2"));
         assert_eq!(h.since(Some(4)).len(), 1);
@@ -314,7 +308,7 @@ mod tests {
         let path = temp("torn");
         {
             let mut h = History::open(100, &path, false).unwrap();
-            h.append(vec![json(1), json(2)]).unwrap();
+            h.append(vec![json(1), json(2)], |_| {}).unwrap();
         }
         // A crash in the middle of a write leaves half a line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -322,7 +316,7 @@ mod tests {
         drop(f);
         let mut h = History::open(100, &path, false).unwrap();
         assert_eq!(h.next_id(), 3);
-        h.append(vec![json(3)]).unwrap();
+        h.append(vec![json(3)], |_| {}).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(

@@ -249,7 +249,8 @@ impl Hub {
         let ts = now_ms();
         let mut id = self.history.next_id();
         let mut batch = Vec::with_capacity(staged.len());
-        for s in &staged {
+        let mut senders = Vec::with_capacity(staged.len());
+        for s in staged {
             let Some(client) = self.clients.get(&s.from) else {
                 continue;
             };
@@ -257,34 +258,32 @@ impl Hub {
                 id,
                 ts,
                 from: client.user.clone(),
-                text: s.text.clone(),
-                nonce: s.nonce.clone(),
+                text: s.text,
+                nonce: s.nonce,
             };
             batch.push((id, ServerMessage::Message(&message).to_json()));
+            senders.push((s.from, message.nonce));
             id += 1;
         }
-        match self.history.append(batch) {
-            Ok(stored) => {
-                for (_, json) in &stored {
-                    self.broadcast(json.get());
-                }
-            }
-            Err(e) => {
-                log::error!(
-                    "history file: cannot store {} message(s): {e}",
-                    staged.len()
+        let outbox = &mut self.outbox;
+        let stored = self.history.append(batch, |json| {
+            encode_frame(outbox, true, OpCode::Text, json.as_bytes(), None)
+        });
+        if let Err(e) = stored {
+            log::error!(
+                "history file: cannot store {} message(s): {e}",
+                senders.len()
+            );
+            for (from, nonce) in senders {
+                let mut error = ChatError::new(
+                    ErrorCode::StorageFailed,
+                    "the server could not store your message",
                 );
-                for s in staged {
-                    let mut error = ChatError::new(
-                        ErrorCode::StorageFailed,
-                        "the server could not store your message",
-                    );
-                    error.nonce = s.nonce;
-                    if let Some(client) = self.clients.get(&s.from) {
-                        let _ = client
-                            .sender
-                            .try_send(Outgoing::Owned(text_frame(&error.to_json())));
-                    }
+                error.nonce = nonce;
+                if let Some(client) = self.clients.get(&from) {
+                    let _ = client
+                        .sender
+                        .try_send(Outgoing::Owned(text_frame(&error.to_json())));
                 }
             }
         }

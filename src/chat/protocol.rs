@@ -6,7 +6,6 @@
 //! (and in the README's protocol section, which mirrors it).
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -132,14 +131,15 @@ impl Default for TextLimits {
 pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
     if !frame.trim_start().starts_with('{') {
         return Ok(Command::Say {
-            text: check_text(frame, limits)?,
+            text: check_text(frame, limits)?.to_owned(),
             nonce: None,
         });
     }
-    let object: Map<String, Value> = serde_json::from_str(frame)
+    // Fields are taken out of the parsed object, not copied.
+    let mut object: Map<String, Value> = serde_json::from_str(frame)
         .map_err(|e| ChatError::new(ErrorCode::BadJson, format!("not a valid JSON object: {e}")))?;
-    let kind = match object.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
+    let kind = match object.remove("type") {
+        Some(Value::String(kind)) => kind,
         Some(_) => {
             return Err(ChatError::new(
                 ErrorCode::BadRequest,
@@ -148,9 +148,9 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
         }
         None => return Err(ChatError::new(ErrorCode::BadRequest, "missing \"type\"")),
     };
-    match kind {
+    match kind.as_str() {
         "hello" => {
-            let name = optional_string(&object, "name")?
+            let name = optional_string(&mut object, "name")?
                 .map(|n| check_name(&n, limits))
                 .transpose()?;
             let resume = match object.get("resume") {
@@ -162,7 +162,7 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
             Ok(Command::Hello { name, resume })
         }
         "say" => {
-            let nonce = optional_string(&object, "nonce")?;
+            let nonce = optional_string(&mut object, "nonce")?;
             if nonce
                 .as_ref()
                 .is_some_and(|n| n.chars().count() > limits.max_nonce)
@@ -172,17 +172,20 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
                     format!("\"nonce\" is longer than {} characters", limits.max_nonce),
                 ));
             }
-            let text = optional_string(&object, "text")
+            let text = optional_string(&mut object, "text")
                 .map_err(|e| e.with_nonce(nonce.clone()))?
                 .ok_or_else(|| {
                     ChatError::new(ErrorCode::BadRequest, "missing \"text\"")
                         .with_nonce(nonce.clone())
                 })?;
-            let text = check_text(&text, limits).map_err(|e| e.with_nonce(nonce.clone()))?;
-            Ok(Command::Say { text, nonce })
+            check_text(&text, limits).map_err(|e| e.with_nonce(nonce.clone()))?;
+            Ok(Command::Say {
+                text: trimmed(text),
+                nonce,
+            })
         }
         "rename" => {
-            let name = optional_string(&object, "name")?
+            let name = optional_string(&mut object, "name")?
                 .ok_or_else(|| ChatError::new(ErrorCode::BadRequest, "missing \"name\""))?;
             Ok(Command::Rename {
                 name: check_name(&name, limits)?,
@@ -195,10 +198,13 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
     }
 }
 
-fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<String>, ChatError> {
-    match object.get(key) {
+fn optional_string(
+    object: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ChatError> {
+    match object.remove(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ChatError::new(
             ErrorCode::BadRequest,
             format!("\"{key}\" must be a string"),
@@ -206,8 +212,9 @@ fn optional_string(object: &Map<String, Value>, key: &str) -> Result<Option<Stri
     }
 }
 
-/// A message's text: trimmed, 1 to `max_text` characters.
-pub fn check_text(text: &str, limits: &TextLimits) -> Result<String, ChatError> {
+/// A message's text: trimmed, 1 to `max_text` characters. Returns the
+/// trimmed text.
+pub fn check_text<'a>(text: &'a str, limits: &TextLimits) -> Result<&'a str, ChatError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(ChatError::new(ErrorCode::EmptyText, "message is empty"));
@@ -218,7 +225,17 @@ pub fn check_text(text: &str, limits: &TextLimits) -> Result<String, ChatError> 
             format!("message is longer than {} characters", limits.max_text),
         ));
     }
-    Ok(text.to_owned())
+    Ok(text)
+}
+
+/// `text` without surrounding white space, reusing its buffer when there is
+/// none (the usual case).
+fn trimmed(text: String) -> String {
+    if text.trim().len() == text.len() {
+        text
+    } else {
+        text.trim().to_owned()
+    }
 }
 
 /// A name: trimmed, 1 to `max_name` characters, no control characters.
@@ -280,12 +297,12 @@ pub enum ServerMessage<'a> {
 pub fn welcome_json(
     you: &User,
     users_array: &str,
-    history: &[&RawValue],
+    history: &[&str],
     limits: &WelcomeLimits,
 ) -> String {
     let you = serde_json::to_string(you).unwrap_or_default();
     let limits = serde_json::to_string(limits).unwrap_or_default();
-    let history_len: usize = history.iter().map(|m| m.get().len() + 1).sum();
+    let history_len: usize = history.iter().map(|m| m.len() + 1).sum();
     let mut out =
         String::with_capacity(64 + you.len() + users_array.len() + history_len + limits.len());
     out.push_str(r#"{"type":"welcome","you":"#);
@@ -297,7 +314,7 @@ pub fn welcome_json(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(message.get());
+        out.push_str(message);
     }
     out.push_str(r#"],"limits":"#);
     out.push_str(&limits);
@@ -424,7 +441,7 @@ mod tests {
             id: 2,
             name: "bob \"b\"".into(),
         };
-        let stored = RawValue::from_string(r#"{"type":"message","id":1}"#.into()).unwrap();
+        let stored = r#"{"type":"message","id":1}"#;
         let limits = WelcomeLimits {
             max_text: 4000,
             max_name: 32,
@@ -432,7 +449,7 @@ mod tests {
         let json = welcome_json(
             &you,
             r#"[{"id":1,"name":"a"},{"id":2,"name":"bob \"b\""}]"#,
-            &[&stored, &stored],
+            &[stored, stored],
             &limits,
         );
         let v: Value = serde_json::from_str(&json).unwrap();
