@@ -21,6 +21,8 @@
 //! The goals (unmask ≥ 0.5× copy at 64 KiB, UTF-8 ≥ 0.8× `from_utf8`) are
 //! printed, not asserted, by the `codec_ratios` bench.
 
+mod common;
+use common::{KEY, ascii_text, mixed_text};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -37,30 +39,6 @@ const SIZES: [(usize, &str); 5] = [
     (64 * 1024, "64KiB"),
     (1024 * 1024, "1MiB"),
 ];
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// ASCII text of exactly `len` bytes.
-fn ascii_text(len: usize) -> Vec<u8> {
-    let line = b"The quick brown fox jumps over the lazy dog. 0123456789\n";
-    line.iter().copied().cycle().take(len).collect()
-}
-
-/// Latin, Greek, CJK and emoji, cut to at most `len` bytes at a character
-/// boundary.
-fn mixed_text(len: usize) -> Vec<u8> {
-    let line = "Grüße, café! Καλημέρα κόσμε. 你好，世界。こんにちは 😀🎉🚀 ok\n";
-    let mut text = String::with_capacity(len + line.len());
-    while text.len() < len {
-        text.push_str(line);
-    }
-    let mut end = len;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.into_bytes()
-}
 
 fn masked_text_frame(len: usize) -> Vec<u8> {
     let mut frame = Vec::new();

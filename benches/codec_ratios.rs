@@ -12,6 +12,8 @@
 //! (goal ≥ 0.8). The goals are printed, not asserted: a loaded machine
 //! should not fail a build.
 
+mod common;
+use common::{KEY, ascii_text, mixed_text};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -20,28 +22,8 @@ use wschat::ws::mask::{MaskSource, apply_mask};
 use wschat::ws::utf8::Utf8Validator;
 use wschat::ws::{Decoder, Event, Limits, OpCode, Role};
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const RUNS: usize = 21;
 const RUN_TIME: Duration = Duration::from_millis(20);
-
-fn ascii_text(len: usize) -> Vec<u8> {
-    let line = b"The quick brown fox jumps over the lazy dog. 0123456789\n";
-    line.iter().copied().cycle().take(len).collect()
-}
-
-fn mixed_text(len: usize) -> Vec<u8> {
-    let line = "Grüße, café! Καλημέρα κόσμε. 你好，世界。こんにちは 😀🎉🚀 ok\n";
-    let mut text = String::with_capacity(len + line.len());
-    while text.len() < len {
-        text.push_str(line);
-    }
-    let mut end = len;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.into_bytes()
-}
 
 /// `text` cut into pieces of at most `size` bytes, each ending at a
 /// character boundary.
