@@ -1,6 +1,5 @@
 #![forbid(unsafe_code)]
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -61,7 +60,7 @@ fn echo(addr: std::net::SocketAddr) -> ExitCode {
     let mut ws = Config::new(Role::Server);
     ws.limits = Limits::LARGE;
     ws.queue_len = 1024;
-    let listener = match TcpListener::bind(addr) {
+    let listener = match wschat::server::bind(addr) {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("wschat echo: cannot listen on {addr}: {e}");

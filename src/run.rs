@@ -1,7 +1,7 @@
 //! Putting the pieces together: turn command-line settings into a running
 //! chat server, and stop it cleanly.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -101,7 +101,7 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
         })?,
         None => History::in_memory(args.history),
     };
-    let listener = TcpListener::bind(args.addr)?;
+    let listener = crate::server::bind(args.addr)?;
     let addr = listener.local_addr()?;
     let www = args.www.clone().unwrap_or_else(default_www);
     let files = StaticFiles::new(&www);

@@ -20,6 +20,25 @@ use crate::ws::conn::{self, HeadError};
 use crate::ws::handshake::{self, HeadLimits, HttpError, Request, Upgrade};
 use crate::ws::{Config, Reader, Sender};
 
+/// Pending connections the kernel holds for `accept`. std listens with 128,
+/// which a burst of connects (a page reload on a busy room, a load test)
+/// overflows: the kernel then drops SYNs and the clients retry after a
+/// second or more. The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Listen on `addr` with a backlog of [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std does: a restarted server can take its port back at once,
+    // without waiting for the old connections' TIME_WAIT to pass.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// What a server does with its connections.
 pub trait App: Send + Sync + 'static {
     /// Answer a request that is not a WebSocket upgrade.

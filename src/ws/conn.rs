@@ -4,12 +4,19 @@
 //! Each connection has two threads. The *reader* (the caller's thread) owns
 //! one small reusable buffer and the [`Decoder`]; it blocks in `read`, and
 //! answers pings and closes by handing frames to the writer. The *writer*
-//! owns the sending side of the socket and drains two queues: a bounded
-//! data queue ([`Sender::try_send`] fails when it is full, which is how a
-//! chat hub notices a client that stopped reading) and a small control queue
-//! for pongs and Close frames, so those are never stuck behind data. Whatever
-//! is queued when the writer wakes goes out in one `write_vectored` call.
-//! All frames on the wire come from the writer, so they never interleave.
+//! drains two queues: a bounded data queue ([`Sender::try_send`] fails when
+//! it is full, which is how a chat hub notices a client that stopped
+//! reading) and a small control queue for pongs and Close frames, so those
+//! are never stuck behind data. Whatever is queued when the writer wakes
+//! goes out in one `write_vectored` call.
+//!
+//! A data frame for a connection whose writer is idle skips the queue: the
+//! sending thread offers it to the kernel itself with a send that cannot
+//! block (`MSG_DONTWAIT`), and the writer is woken only for what the socket
+//! did not take. Waking a sleeping thread costs more than the send, and
+//! most sockets have room most of the time. Whoever writes holds the
+//! connection's *wire* lock (the sender only ever tries it), so frames
+//! never interleave on the wire.
 //!
 //! The closing handshake (§5.5.1, §7.1) is shared between the two: the writer
 //! sends our Close and nothing after it; the reader receives the peer's.
@@ -18,8 +25,8 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{self as channel, Receiver};
@@ -87,6 +94,20 @@ pub enum Outgoing {
     Owned(Vec<u8>),
 }
 
+impl Outgoing {
+    /// What is left after the first `n` bytes went out.
+    fn advance(self, n: usize) -> Outgoing {
+        match self {
+            Outgoing::Shared(bytes) => Outgoing::Tail(bytes, n),
+            Outgoing::Tail(bytes, start) => Outgoing::Tail(bytes, start + n),
+            Outgoing::Owned(mut bytes) => {
+                bytes.drain(..n.min(bytes.len()));
+                Outgoing::Owned(bytes)
+            }
+        }
+    }
+}
+
 impl AsRef<[u8]> for Outgoing {
     fn as_ref(&self) -> &[u8] {
         match self {
@@ -114,6 +135,8 @@ enum Control {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Vec<u8>, CloseKind),
+    /// A sender left part of a frame in [`Wire::partial`]: write it.
+    Resume,
 }
 
 /// Encode one frame the way `role` must send it: masked with a fresh
@@ -133,20 +156,70 @@ pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// State the reader and writer share.
+/// State the reader, the writer and the senders share.
 #[derive(Debug, Default)]
 struct Shared {
     /// Our Close frame is written, or being written: nothing more may be
     /// sent (§5.5.1), and a Close from the peer is the answer to ours.
     close_sent: AtomicBool,
+    /// Held while writing to the socket.
+    wire: Mutex<Wire>,
+    /// Control frames queued and not yet written. Data skips the queue only
+    /// when there are none, so that a Pong is never overtaken by a message
+    /// sent after it.
+    controls_pending: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Wire {
+    /// The rest of a frame a sender started on the wire and the socket did
+    /// not take whole. It must go out next, before any other frame, or the
+    /// peer would read the middle of one frame as the start of another.
+    partial: Option<Outgoing>,
+}
+
+impl Shared {
+    fn wire(&self) -> MutexGuard<'_, Wire> {
+        self.wire.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The control queue's sending side, counting what it holds in
+/// [`Shared::controls_pending`].
+#[derive(Clone, Debug)]
+struct ControlSender {
+    tx: channel::Sender<Control>,
+    shared: Arc<Shared>,
+}
+
+impl ControlSender {
+    /// Queue `control`, waiting while the queue is full.
+    fn send(&self, control: Control) -> Result<(), Disconnected> {
+        self.shared.controls_pending.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(control).map_err(|_| {
+            self.shared.controls_pending.fetch_sub(1, Ordering::AcqRel);
+            Disconnected
+        })
+    }
+
+    fn try_send(&self, control: Control) -> bool {
+        self.shared.controls_pending.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.try_send(control).is_ok();
+        if !sent {
+            self.shared.controls_pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
 }
 
 /// The sending half: queue frames for the writer thread.
 #[derive(Clone, Debug)]
 pub struct Sender {
     role: Role,
+    stream: Arc<TcpStream>,
+    shared: Arc<Shared>,
     data: QueueSender<Outgoing>,
-    control: channel::Sender<Control>,
+    control: ControlSender,
 }
 
 /// The connection is gone, or closing: nothing more can be sent.
@@ -156,14 +229,57 @@ pub struct Disconnected;
 pub use super::queue::TrySend;
 
 impl Sender {
-    /// Queue an encoded frame, blocking while the queue is full.
+    /// Send an encoded frame, blocking while the queue is full.
     pub fn send(&self, frame: Outgoing) -> Result<(), Disconnected> {
-        self.data.send(frame).map_err(|_| Disconnected)
+        match self.write_now(frame) {
+            Ok(None) => Ok(()),
+            Ok(Some(frame)) => self.data.send(frame).map_err(|_| Disconnected),
+            Err(_) => Err(Disconnected),
+        }
     }
 
-    /// Queue an encoded frame without blocking.
+    /// Send an encoded frame without blocking.
     pub fn try_send(&self, frame: Outgoing) -> Result<(), TrySend> {
-        self.data.try_send(frame)
+        match self.write_now(frame) {
+            Ok(None) => Ok(()),
+            Ok(Some(frame)) => self.data.try_send(frame),
+            Err(why) => Err(why),
+        }
+    }
+
+    /// Write `frame` from this thread if the writer is idle and nothing is
+    /// queued before it; `Ok(Some(frame))` hands it back for the queue.
+    ///
+    /// The queue count includes frames the writer has taken but not yet
+    /// written (it reports them only after the write), so "nothing queued"
+    /// under the wire lock means nothing can be sent before this frame.
+    fn write_now(&self, frame: Outgoing) -> Result<Option<Outgoing>, TrySend> {
+        let Ok(mut wire) = self.shared.wire.try_lock() else {
+            return Ok(Some(frame)); // The writer is busy: join its queue.
+        };
+        if self.shared.close_sent.load(Ordering::Acquire) {
+            return Err(TrySend::Disconnected);
+        }
+        if wire.partial.is_some()
+            || self.data.queued() > 0
+            || self.shared.controls_pending.load(Ordering::Acquire) > 0
+        {
+            return Ok(Some(frame));
+        }
+        let bytes = frame.as_ref();
+        match send_without_blocking(&self.stream, bytes) {
+            Ok(n) if n == bytes.len() => Ok(None),
+            Ok(n) if n > 0 => {
+                wire.partial = Some(frame.advance(n));
+                drop(wire);
+                // If the control queue is full, the writer has wake-ups
+                // waiting already, and it writes the partial frame first.
+                let _ = self.control.try_send(Control::Resume);
+                Ok(None)
+            }
+            // No room at all, or an error the writer will meet and handle.
+            _ => Ok(Some(frame)),
+        }
     }
 
     /// Encode and queue a data message as one frame.
@@ -222,7 +338,7 @@ pub struct Reader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    control: channel::Sender<Control>,
+    control: ControlSender,
     shared: Arc<Shared>,
     /// Dropped when the reader is done (it has returned `Err`, or the
     /// `Reader` itself is dropped); the writer waits on it after starting a
@@ -249,6 +365,10 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
     let (control_tx, control_rx) = channel::bounded(8);
     let (alive_tx, alive_rx) = channel::bounded::<()>(0);
     let shared = Arc::new(Shared::default());
+    let control_tx = ControlSender {
+        tx: control_tx,
+        shared: Arc::clone(&shared),
+    };
     let writer = Writer {
         stream: write_half,
         data: data_rx,
@@ -288,6 +408,8 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
     };
     let sender = Sender {
         role: config.role,
+        stream: Arc::clone(&reader.stream),
+        shared: Arc::clone(&reader.shared),
         data: data_tx,
         control: control_tx,
     };
@@ -572,6 +694,7 @@ struct Writer {
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Outgoing> = Vec::new();
+        let mut controls: Vec<Outgoing> = Vec::new();
         let (mut data_open, mut control_open) = (true, true);
         while data_open || control_open {
             let never_data = channel::never();
@@ -587,22 +710,28 @@ impl Writer {
                 &never_control
             };
             let mut close = None;
+            let mut controls_taken = 0;
             channel::select_biased! {
                 recv(control) -> c => match c {
-                    Ok(c) => self.take_control(c, &mut batch, &mut close),
+                    Ok(c) => {
+                        controls_taken += 1;
+                        self.take_control(c, &mut controls, &mut close);
+                    }
                     Err(_) => control_open = false,
                 },
                 recv(data) -> d => match d {
-                    Ok(frame) => {
-                        self.data.taken(1);
-                        batch.push(frame);
-                    }
+                    Ok(frame) => batch.push(frame),
                     Err(_) => data_open = false,
                 },
             }
+            let shared = Arc::clone(&self.shared);
+            let mut wire = shared.wire();
             while close.is_none() {
                 match self.control.try_recv() {
-                    Ok(c) => self.take_control(c, &mut batch, &mut close),
+                    Ok(c) => {
+                        controls_taken += 1;
+                        self.take_control(c, &mut controls, &mut close);
+                    }
                     Err(_) => break,
                 }
             }
@@ -616,15 +745,17 @@ impl Writer {
                 } else {
                     self.max_batch
                 };
-                let before = batch.len();
                 while batch.len() < limit {
                     match self.data.channel().try_recv() {
                         Ok(frame) => batch.push(frame),
                         Err(_) => break,
                     }
                 }
-                self.data.taken(batch.len() - before);
             }
+            let taken = batch.len();
+            // A partial frame first, then control frames ahead of data.
+            let head = wire.partial.take().into_iter().chain(controls.drain(..));
+            batch.splice(0..0, head);
             if let Some((payload, _)) = &close {
                 batch.push(Outgoing::Owned(encode(self.role, OpCode::Close, payload)));
                 // Set before the write, not after: the peer's answer to our
@@ -633,7 +764,15 @@ impl Writer {
                 // as a Close of the peer's own to be echoed (§5.5.1, §7.1.1).
                 self.shared.close_sent.store(true, Ordering::Release);
             }
-            if write_all_vectored(&self.stream, &batch).is_err() {
+            let written = write_all_vectored(&self.stream, &batch);
+            // Only now, with the frames on the wire, may a sender skip the
+            // queue (see `Sender::write_now`).
+            self.data.taken(taken);
+            self.shared
+                .controls_pending
+                .fetch_sub(controls_taken, Ordering::AcqRel);
+            drop(wire);
+            if written.is_err() {
                 let _ = self.stream.shutdown(Shutdown::Both);
                 return;
             }
@@ -649,21 +788,23 @@ impl Writer {
         }
     }
 
-    /// A control request joins the batch; a Close ends it.
+    /// A control request joins the batch (it goes out ahead of queued data,
+    /// after a partial frame that must be finished first); a Close ends it.
     fn take_control(
         &self,
         control: Control,
-        batch: &mut Vec<Outgoing>,
+        controls: &mut Vec<Outgoing>,
         close: &mut Option<(Vec<u8>, CloseKind)>,
     ) {
         match control {
             Control::Ping(payload) => {
-                batch.push(Outgoing::Owned(encode(self.role, OpCode::Ping, &payload)))
+                controls.push(Outgoing::Owned(encode(self.role, OpCode::Ping, &payload)))
             }
             Control::Pong(payload) => {
-                batch.push(Outgoing::Owned(encode(self.role, OpCode::Pong, &payload)))
+                controls.push(Outgoing::Owned(encode(self.role, OpCode::Pong, &payload)))
             }
             Control::Close(payload, kind) => *close = Some((payload, kind)),
+            Control::Resume => {}
         }
     }
 
@@ -708,6 +849,19 @@ impl Writer {
             }
         }
     }
+}
+
+/// Offer `bytes` to the kernel without waiting for room: how many it took.
+#[cfg(target_os = "linux")]
+fn send_without_blocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    // MSG_NOSIGNAL: a peer that is gone is an error here, not a SIGPIPE.
+    socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+/// Elsewhere every frame goes through the writer thread.
+#[cfg(not(target_os = "linux"))]
+fn send_without_blocking(_: &TcpStream, _: &[u8]) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
 }
 
 /// Write every frame, in as few system calls as the kernel allows.

@@ -77,6 +77,11 @@ pub fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
 }
 
 impl<T> QueueSender<T> {
+    /// Items queued and not yet reported [`QueueReceiver::taken`].
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
     /// Queue `item` unless the queue is full or closed.
     pub fn try_send(&self, item: T) -> Result<(), TrySend> {
         self.try_send_returning(item).map_err(|(why, _)| why)
