@@ -547,6 +547,40 @@ fn a_text_and_binary_echo() {
     server.wait_idle();
 }
 
+/// An 8 MiB echo to a client that is not reading stalls half-way in the
+/// socket (started by the reader's thread, finished by the writer); the
+/// Pongs for Pings sent meanwhile come after it, whole, in order.
+#[test]
+fn pongs_wait_for_a_stalled_big_frame() {
+    let server = TestServer::echo();
+    let mut stream = raw_handshake(server.addr);
+    let payload: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    stream
+        .write_all(&client_frame(true, 0x2, &payload))
+        .unwrap();
+    // Not reading yet: the echo fills both socket buffers and stalls half-way.
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..3u8 {
+        stream
+            .write_all(&client_frame(true, OP_PING, &[b'p', i]))
+            .unwrap();
+    }
+    thread::sleep(Duration::from_millis(200));
+    let echo = read_server_frame(&mut stream);
+    assert_eq!((echo.fin, echo.opcode), (true, 0x2));
+    assert!(echo.payload == payload, "the echo came back altered");
+    for i in 0..3u8 {
+        let pong = read_server_frame(&mut stream);
+        assert_eq!((pong.opcode, pong.payload), (0xA, vec![b'p', i]));
+    }
+    stream
+        .write_all(&client_frame(true, OP_CLOSE, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(read_server_frame(&mut stream).close_code(), 1000);
+    expect_eof(&mut stream);
+    server.wait_idle();
+}
+
 #[test]
 fn a_fragmented_messages_echo() {
     let server = TestServer::echo();

@@ -257,6 +257,10 @@ impl Sender {
         let Ok(mut wire) = self.shared.wire.try_lock() else {
             return Ok(Some(frame)); // The writer is busy: join its queue.
         };
+        self.write_locked(&mut wire, frame)
+    }
+
+    fn write_locked(&self, wire: &mut Wire, frame: Outgoing) -> Result<Option<Outgoing>, TrySend> {
         if self.shared.close_sent.load(Ordering::Acquire) {
             return Err(TrySend::Disconnected);
         }
@@ -271,7 +275,6 @@ impl Sender {
             Ok(n) if n == bytes.len() => Ok(None),
             Ok(n) if n > 0 => {
                 wire.partial = Some(frame.advance(n));
-                drop(wire);
                 // If the control queue is full, the writer has wake-ups
                 // waiting already, and it writes the partial frame first.
                 let _ = self.control.try_send(Control::Resume);
@@ -946,4 +949,110 @@ pub enum HeadError {
     Timeout,
     Eof,
     Io(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (server, client)
+    }
+
+    fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).unwrap();
+        let len = match head[1] {
+            126 => {
+                let mut b = [0u8; 2];
+                stream.read_exact(&mut b).unwrap();
+                usize::from(u16::from_be_bytes(b))
+            }
+            n => usize::from(n),
+        };
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).unwrap();
+        (head[0], payload)
+    }
+
+    /// The rest of a frame a sender started goes out before control frames
+    /// that were queued while it waited; a Pong first would be read as part
+    /// of the frame's payload.
+    #[test]
+    fn a_partly_sent_frame_is_finished_before_queued_control_frames() {
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let frame = encode(Role::Server, OpCode::Binary, &[7; 300]);
+        {
+            // Stand in for a sender whose send the socket took only in part,
+            // while a Pong is queued behind it.
+            let mut wire = sender.shared.wire();
+            (&*sender.stream).write_all(&frame[..100]).unwrap();
+            wire.partial = Some(Outgoing::Owned(frame.clone()).advance(100));
+            sender.control.send(Control::Pong(b"p".to_vec())).unwrap();
+            sender.control.send(Control::Resume).unwrap();
+        }
+        assert_eq!(read_frame(&mut client), (0x82, vec![7; 300]));
+        assert_eq!(read_frame(&mut client), (0x8A, b"p".to_vec()));
+    }
+
+    /// Data does not skip ahead of a queued control frame, nor of a
+    /// partly sent frame.
+    #[test]
+    fn data_waits_behind_a_pending_pong() {
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let text = |t: &[u8]| Outgoing::Owned(encode(Role::Server, OpCode::Text, t));
+        {
+            // Holding the wire keeps the writer from sending the Pong yet;
+            // the decision is the one a sender makes once it holds it.
+            let mut wire = sender.shared.wire();
+            sender.control.send(Control::Pong(b"p".to_vec())).unwrap();
+            let queued = sender.write_locked(&mut wire, text(b"after")).unwrap();
+            sender
+                .data
+                .try_send(queued.expect("sent ahead of the Pong"))
+                .unwrap();
+        }
+        assert_eq!(read_frame(&mut client), (0x8A, b"p".to_vec()));
+        assert_eq!(read_frame(&mut client), (0x81, b"after".to_vec()));
+        {
+            let mut wire = sender.shared.wire();
+            wire.partial = Some(text(b"partial"));
+            let queued = sender.write_locked(&mut wire, text(b"later")).unwrap();
+            assert!(queued.is_some(), "sent ahead of a partial frame");
+            sender.data.try_send(queued.unwrap()).unwrap();
+            sender.control.send(Control::Resume).unwrap();
+        }
+        assert_eq!(read_frame(&mut client), (0x81, b"partial".to_vec()));
+        assert_eq!(read_frame(&mut client), (0x81, b"later".to_vec()));
+        {
+            let mut wire = sender.shared.wire();
+            assert!(
+                sender
+                    .write_locked(&mut wire, text(b"idle"))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(read_frame(&mut client), (0x81, b"idle".to_vec()));
+    }
+
+    /// With the writer idle and nothing queued, the frame goes out from the
+    /// sending thread itself.
+    #[test]
+    fn an_idle_connection_is_written_directly() {
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let frame = encode(Role::Server, OpCode::Text, b"now");
+        assert!(matches!(sender.write_now(Outgoing::Owned(frame)), Ok(None)));
+        assert_eq!(read_frame(&mut client), (0x81, b"now".to_vec()));
+    }
 }
