@@ -578,6 +578,7 @@ fn pongs_wait_for_a_stalled_big_frame() {
         .unwrap();
     assert_eq!(read_server_frame(&mut stream).close_code(), 1000);
     expect_eof(&mut stream);
+    drop(stream);
     server.wait_idle();
 }
 
