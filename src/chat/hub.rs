@@ -11,8 +11,10 @@
 //! The hub takes whatever events are waiting (up to [`MAX_BATCH`]) as one
 //! batch. Everything the batch broadcasts — messages, joins, leaves,
 //! renames — is encoded once into one outbox, and each client is handed the
-//! whole outbox as a single queue item: one wake-up and one write for its
-//! writer, however busy the room. A client that joined during the batch
+//! whole outbox at once: one non-blocking send from this thread when the
+//! client's socket has room and its writer is idle (see `ws::conn`), else
+//! one queue item — one wake-up and one write for its writer — however busy
+//! the room. A client that joined during the batch
 //! gets only the part after its own join (its `welcome` covers the rest).
 //! Messages are written to the history file before they enter the outbox,
 //! one write (and one sync, with `--fsync`) for a run of messages.
@@ -300,9 +302,9 @@ impl Hub {
         encode_frame(&mut self.outbox, true, OpCode::Text, json.as_bytes(), None);
     }
 
-    /// Hand the outbox to every client as one shared queue item. Clients
-    /// whose queue is full are closed and dropped, and their leaving is
-    /// delivered in turn.
+    /// Hand the outbox to every client as one shared buffer (sent at once,
+    /// or queued for its writer). Clients whose queue is full are closed and
+    /// dropped, and their leaving is delivered in turn.
     fn deliver(&mut self) {
         self.store_staged();
         while !self.outbox.is_empty() {
