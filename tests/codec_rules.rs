@@ -516,6 +516,42 @@ fn frame_over_max_frame_is_1009() {
     );
 }
 
+/// A frame that breaks the order of frames (§5.4) is a protocol error
+/// (1002) even when it also declares more than the limits allow: the order
+/// is checked first, from the header alone.
+#[test]
+fn out_of_order_frame_is_1002_whatever_its_size() {
+    let limits = small_limits();
+    let orphan = client_frame(true, OpCode::Continuation, &[0; 101]);
+    expect_error(
+        Role::Server,
+        limits,
+        &orphan,
+        ProtocolError::UnexpectedContinuation,
+        1002,
+    );
+    let interleaved = cat(&[
+        client_frame(false, OpCode::Text, b"x"),
+        client_frame(true, OpCode::Binary, &[0; 101]),
+    ]);
+    expect_error(
+        Role::Server,
+        limits,
+        &interleaved,
+        ProtocolError::ExpectedContinuation,
+        1002,
+    );
+    // A header claiming nearly 2^63 bytes, with no payload at all.
+    let mut huge = vec![0x80, 0xFF];
+    huge.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+    huge.extend_from_slice(&[1, 2, 3, 4]);
+    let mut d = Decoder::new(Role::Server, limits);
+    assert_eq!(
+        d.decode(&mut huge),
+        Err(ProtocolError::UnexpectedContinuation)
+    );
+}
+
 #[test]
 fn message_over_max_message_is_1009() {
     // One frame within max_frame but over max_message.

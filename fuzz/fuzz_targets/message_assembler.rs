@@ -122,21 +122,26 @@ fn model(stream: &[u8], role: Role, limits: Limits) -> Outcome {
         pos += n;
         let control = header.opcode.is_control();
         if !control {
+            // Frame order (§5.4) before sizes: a frame that may not come
+            // here is 1002 whatever length it declares.
+            match (header.opcode, &message) {
+                (OpCode::Continuation, None) => {
+                    return fail(events, ProtocolError::UnexpectedContinuation);
+                }
+                (OpCode::Continuation, Some(_)) | (_, None) => {}
+                (_, Some(_)) => return fail(events, ProtocolError::ExpectedContinuation),
+            }
             if header.payload_len > limits.max_frame as u64 {
                 return fail(events, ProtocolError::FrameTooLarge);
             }
             match (header.opcode, &mut message) {
-                (OpCode::Continuation, None) => {
-                    return fail(events, ProtocolError::UnexpectedContinuation);
-                }
                 (OpCode::Continuation, Some((_, _, fragments))) => {
                     *fragments += 1;
                     if *fragments > limits.max_fragments {
                         return fail(events, ProtocolError::TooManyFragments);
                     }
                 }
-                (_, Some(_)) => return fail(events, ProtocolError::ExpectedContinuation),
-                (op, None) => message = Some((op == OpCode::Text, Vec::new(), 1)),
+                (op, _) => message = Some((op == OpCode::Text, Vec::new(), 1)),
             }
             let so_far = message.as_ref().map_or(0, |m| m.1.len()) as u64;
             if so_far + header.payload_len > limits.max_message as u64 {

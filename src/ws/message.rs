@@ -21,7 +21,8 @@ pub struct Limits {
     pub max_frame: usize,
     /// Largest assembled message, in bytes.
     pub max_message: usize,
-    /// Most frames one message may be split into.
+    /// Most frames one message may be split into. A message is at least
+    /// one frame, so 0 has the same effect as 1.
     pub max_fragments: usize,
 }
 
@@ -194,26 +195,31 @@ impl Decoder {
             self.control.clear();
             return Ok(());
         }
+        // The order of frames first: a frame that may not come here at all
+        // is a protocol error (1002) whatever size it declares.
+        match (header.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+        }
         if header.payload_len > self.limits.max_frame as u64 {
             return Err(ProtocolError::FrameTooLarge);
         }
-        match (header.opcode, &self.message) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Continuation, Some(_)) => {
+        match header.opcode {
+            OpCode::Continuation => {
                 self.fragments += 1;
                 if self.fragments > self.limits.max_fragments {
                     return Err(ProtocolError::TooManyFragments);
                 }
             }
-            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-            (OpCode::Text, None) => {
+            OpCode::Text => {
                 self.fragments = 1;
                 self.message = Some(Partial::Text {
                     text: String::new(),
                     utf8: Utf8Validator::new(),
                 });
             }
-            (_, None) => {
+            _ => {
                 self.fragments = 1;
                 self.message = Some(Partial::Binary(Vec::new()));
             }
