@@ -219,12 +219,6 @@ impl Hub {
         if let Some(client) = self.clients.remove(&id) {
             self.users_json = None;
             self.joined_at.remove(&id);
-            // A map keeps its capacity, and the table a crowd grew sits high
-            // in the allocator's heap, where it keeps everything below it
-            // from going back to the system after the crowd leaves.
-            if self.clients.len() < self.clients.capacity() / 4 {
-                self.clients.shrink_to_fit();
-            }
             self.broadcast(&ServerMessage::Leave { user: &client.user }.to_json());
         }
     }
