@@ -212,7 +212,8 @@ impl ControlSender {
     }
 }
 
-/// The sending half: queue frames for the writer thread.
+/// The sending half: a frame goes to the socket at once when the writer is
+/// idle, else into the writer's queue.
 #[derive(Clone, Debug)]
 pub struct Sender {
     role: Role,
@@ -727,8 +728,7 @@ impl Writer {
                     Err(_) => data_open = false,
                 },
             }
-            let shared = Arc::clone(&self.shared);
-            let mut wire = shared.wire();
+            let mut wire = self.shared.wire();
             while close.is_none() {
                 match self.control.try_recv() {
                     Ok(c) => {
