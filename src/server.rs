@@ -248,19 +248,36 @@ impl Stopper {
 
 /// One accepted connection, on its own thread; `slot` is released when it
 /// ends, however it ends.
-fn handle(
+fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn App, slot: Slot) {
+    let Some((stream, leftover)) = handshake(stream, config, app) else {
+        return;
+    };
+    match conn::start(stream, &leftover, config.ws.clone()) {
+        Ok((reader, sender)) => app.websocket(reader, sender, peer),
+        Err(e) => log::warn!("{peer}: cannot start connection: {e}"),
+    }
+    drop(slot);
+}
+
+/// Read the request and answer it: a plain HTTP response or a refusal (then
+/// `None`), or `101 Switching Protocols`, returning the stream and the bytes
+/// read past the head.
+///
+/// Not inlined: its frame (head, parsed request, SHA-1 of the key) is gone
+/// before the connection starts, so it does not add to the deepest point of
+/// the reader's stack, whose pages stay resident for the connection's life.
+#[inline(never)]
+fn handshake(
     mut stream: TcpStream,
-    peer: SocketAddr,
     config: &ServerConfig,
     app: &dyn App,
-    slot: Slot,
-) {
+) -> Option<(TcpStream, Vec<u8>)> {
     let deadline = Instant::now() + config.head_timeout;
     let (head, leftover) = match conn::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
         Err(HeadError::Http(e)) => return refuse(&mut stream, &e),
         Err(HeadError::Timeout) => return refuse(&mut stream, &HttpError::RequestTimeout),
-        Err(HeadError::Eof | HeadError::Io(_)) => return,
+        Err(HeadError::Eof | HeadError::Io(_)) => return None,
     };
     let request = match Request::parse(&head, &config.head) {
         Ok(request) => request,
@@ -273,7 +290,7 @@ fn handle(
         let _ = stream.write_all(&response);
         let _ = stream.shutdown(std::net::Shutdown::Write);
         drain_briefly(&mut stream);
-        return;
+        return None;
     }
     let upgrade =
         match handshake::check_upgrade(&request).and_then(|u| app.check_upgrade(&u).map(|()| u)) {
@@ -285,16 +302,10 @@ fn handle(
         .write_all(&handshake::accept_response(&upgrade))
         .is_err()
     {
-        return;
+        return None;
     }
-    // Only what the connection needs stays alive for its lifetime.
-    drop(request);
     let _ = stream.set_read_timeout(None);
-    match conn::start(stream, &leftover, config.ws.clone()) {
-        Ok((reader, sender)) => app.websocket(reader, sender, peer),
-        Err(e) => log::warn!("{peer}: cannot start connection: {e}"),
-    }
-    drop(slot);
+    Some((stream, leftover))
 }
 
 /// Answers connections refused at the caps, without waiting for their
@@ -392,12 +403,14 @@ fn drain_nonblocking(stream: &mut TcpStream, scratch: &mut [u8]) -> bool {
 }
 
 /// Answer with an error status and close.
-fn refuse(stream: &mut TcpStream, error: &HttpError) {
+/// Answer with `error`'s status; the connection ends here.
+fn refuse<T>(stream: &mut TcpStream, error: &HttpError) -> Option<T> {
     log::debug!("refused: {error}");
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = stream.write_all(&error.response());
     let _ = stream.shutdown(std::net::Shutdown::Write);
     drain_briefly(stream);
+    None
 }
 
 /// Read what the client still sends for a moment before closing, so that

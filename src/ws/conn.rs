@@ -335,7 +335,28 @@ impl Closed {
 }
 
 /// The receiving half, driven by the connection's own thread.
-pub struct Reader {
+///
+/// Its state is on the heap. Whatever page of a thread's stack is touched
+/// once stays resident for the thread's life, and a state of ~430 bytes
+/// moved by value through the handshake and the application's frames is
+/// what pushed a connection's reader onto a third stack page.
+pub struct Reader(Box<ReaderState>);
+
+impl Reader {
+    /// Block until the next data message. `Err` means the connection is over
+    /// (and has been shut down properly); every later call returns the same.
+    pub fn next_message(&mut self) -> Result<Message, Closed> {
+        self.0.next_message()
+    }
+
+    /// Like [`Reader::next_message`], but gives up after `timeout` with
+    /// `Ok(None)`; the partial frame, if any, stays buffered.
+    pub fn next_message_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Closed> {
+        self.0.next_message_timeout(timeout)
+    }
+}
+
+struct ReaderState {
     stream: Arc<TcpStream>,
     config: Config,
     decoder: Decoder,
@@ -359,15 +380,70 @@ pub struct Reader {
 ///
 /// Spawns the writer thread and returns the two halves.
 pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(Reader, Sender)> {
+    let writer_stack = config.writer_stack;
+    let channels = Channels::new(config.queue_len);
+    let (writer, reader, sender) = halves(stream, leftover, config, channels)?;
+    spawn_writer(writer, writer_stack)?;
+    Ok((reader, sender))
+}
+
+/// The queues between a connection's reader, senders and writer. Built in
+/// a frame of its own for the same reason as [`spawn_writer`].
+struct Channels {
+    data: (QueueSender<Outgoing>, QueueReceiver<Outgoing>),
+    control: (channel::Sender<Control>, Receiver<Control>),
+    alive: (channel::Sender<()>, Receiver<()>),
+}
+
+impl Channels {
+    /// Each channel in a call of its own: inlined into one frame, their
+    /// constructors' frames add up.
+    #[inline(never)]
+    fn new(queue_len: usize) -> Channels {
+        #[inline(never)]
+        fn bounded<T>(capacity: usize) -> (channel::Sender<T>, Receiver<T>) {
+            channel::bounded(capacity)
+        }
+        Channels {
+            data: queue(queue_len),
+            control: bounded(8),
+            alive: bounded(0),
+        }
+    }
+}
+
+/// Spawning a thread is the deepest point of a reader's stack, and every
+/// page a thread's stack touches once stays resident for its life: so the
+/// writer is spawned from this small frame, after the large one that builds
+/// the connection ([`halves`]) is gone, keeping a reader at two pages.
+#[inline(never)]
+fn spawn_writer(writer: Writer, stack: usize) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("ws-writer".into())
+        .stack_size(stack)
+        .spawn(move || writer.run())
+        .map(drop)
+}
+
+/// The writer, reader and sender of a new connection.
+#[inline(never)]
+fn halves(
+    stream: TcpStream,
+    leftover: &[u8],
+    config: Config,
+    channels: Channels,
+) -> io::Result<(Writer, Reader, Sender)> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
     // Reader and writer share one socket: `&TcpStream` reads and writes,
     // so no second file descriptor is needed per connection.
     let stream = Arc::new(stream);
     let write_half = Arc::clone(&stream);
-    let (data_tx, data_rx) = queue(config.queue_len);
-    let (control_tx, control_rx) = channel::bounded(8);
-    let (alive_tx, alive_rx) = channel::bounded::<()>(0);
+    let Channels {
+        data: (data_tx, data_rx),
+        control: (control_tx, control_rx),
+        alive: (alive_tx, alive_rx),
+    } = channels;
     let shared = Arc::new(Shared::default());
     let control_tx = ControlSender {
         tx: control_tx,
@@ -383,10 +459,6 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
         max_batch: config.max_batch.max(1),
         close_timeout: config.close_timeout,
     };
-    std::thread::Builder::new()
-        .name("ws-writer".into())
-        .stack_size(config.writer_stack)
-        .spawn(move || writer.run())?;
     let mut buf = vec![
         0;
         INITIAL_READ_BUFFER
@@ -395,7 +467,7 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
             .max(64)
     ];
     buf[..leftover.len()].copy_from_slice(leftover);
-    let reader = Reader {
+    let reader = ReaderState {
         stream,
         decoder: Decoder::new(config.role, config.limits),
         buf,
@@ -417,13 +489,11 @@ pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(
         data: data_tx,
         control: control_tx,
     };
-    Ok((reader, sender))
+    Ok((writer, Reader(Box::new(reader)), sender))
 }
 
-impl Reader {
-    /// Block until the next data message. `Err` means the connection is over
-    /// (and has been shut down properly); every later call returns the same.
-    pub fn next_message(&mut self) -> Result<Message, Closed> {
+impl ReaderState {
+    fn next_message(&mut self) -> Result<Message, Closed> {
         if let Some(closed) = &self.closed {
             return Err(closed.clone());
         }
@@ -442,9 +512,7 @@ impl Reader {
         closed
     }
 
-    /// Like [`Reader::next_message`], but gives up after `timeout` with
-    /// `Ok(None)`; the partial frame, if any, stays buffered.
-    pub fn next_message_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Closed> {
+    fn next_message_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Closed> {
         let deadline = Instant::now() + timeout;
         if let Some(closed) = &self.closed {
             return Err(closed.clone());
