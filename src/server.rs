@@ -249,7 +249,7 @@ impl Stopper {
 /// One accepted connection, on its own thread; `slot` is released when it
 /// ends, however it ends.
 fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn App, slot: Slot) {
-    let Some((stream, leftover)) = handshake(stream, config, app) else {
+    let Some((stream, leftover)) = answer_request(stream, config, app) else {
         return;
     };
     match conn::start(stream, &leftover, config.ws.clone()) {
@@ -267,7 +267,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn 
 /// before the connection starts, so it does not add to the deepest point of
 /// the reader's stack, whose pages stay resident for the connection's life.
 #[inline(never)]
-fn handshake(
+fn answer_request(
     mut stream: TcpStream,
     config: &ServerConfig,
     app: &dyn App,
