@@ -412,10 +412,12 @@ impl Channels {
     }
 }
 
-/// Spawning a thread is the deepest point of a reader's stack, and every
-/// page a thread's stack touches once stays resident for its life: so the
-/// writer is spawned from this small frame, after the large one that builds
-/// the connection ([`halves`]) is gone, keeping a reader at two pages.
+/// Every page a thread's stack touches once stays resident for the
+/// thread's life, and spawning a thread (glibc maps the stack, clones) is
+/// one of the deepest calls a reader makes: so the writer is spawned from
+/// this small frame, after the large one that builds the connection
+/// ([`halves`]) is gone. That keeps a reader at two resident stack pages
+/// (`scripts/stack-depth` measures it) instead of three.
 #[inline(never)]
 fn spawn_writer(writer: Writer, stack: usize) -> io::Result<()> {
     std::thread::Builder::new()
