@@ -2,82 +2,17 @@
 //! test per rule, through the public API only. Each failure test asserts
 //! both the `ProtocolError` variant and the close code it is answered with.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use wschat::ws::close::{CloseFrame, parse_close_payload};
 use wschat::ws::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, encode_frame};
 use wschat::ws::mask::apply_mask;
 use wschat::ws::{CloseCode, Decoder, Event, Limits, Message, ProtocolError, Role};
 
-// ---------------------------------------------------------------------------
-// A per-thread allocation counter, so that one test can assert that a large
-// *declared* length allocates nothing in proportion to it. Tests run on
-// several threads at once; counting per thread keeps them from disturbing
-// each other. The thread-local cells have const initialisers and no
-// destructors, so touching them inside the allocator cannot recurse into it.
-
-struct CountingAlloc;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_alloc(size: usize) {
-    // `try_with`: during thread teardown the cells may already be gone.
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + size;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-fn note_dealloc(size: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// wrapper only keeps statistics.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_dealloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_dealloc(layout.size());
-        note_alloc(new_size);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
-
-/// Run `f` and return its result with the peak number of bytes this thread
-/// had allocated during it, above what was live when it started.
-fn peak_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let out = f();
-    let peak = PEAK.with(Cell::get);
-    (out, peak - base)
-}
+// A per-thread allocation counter (tests/shared/counting_alloc.rs), so that
+// one test can assert that a large *declared* length allocates nothing in
+// proportion to it.
+#[path = "shared/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::peak_allocation;
 
 // ---------------------------------------------------------------------------
 // Helpers.

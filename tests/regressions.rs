@@ -45,24 +45,12 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 // processed. Fixed in src/ws/message.rs: errors are sticky, every later call
 // returns the first error again.
 
-/// Role and limits as the `message_assembler` target derives them from its
-/// first three bytes (the rest is the stream).
-fn assembler_setup(ctl: &[u8]) -> (Role, Limits) {
-    const FRAMES: [usize; 5] = [0, 1, 7, 125, 300];
-    const MESSAGES: [usize; 5] = [0, 3, 64, 200, 1000];
-    const FRAGMENTS: [usize; 4] = [1, 2, 5, 64];
-    let role = if ctl[0] & 1 == 0 {
-        Role::Server
-    } else {
-        Role::Client
-    };
-    let limits = Limits {
-        max_frame: FRAMES[usize::from(ctl[0] >> 1) % FRAMES.len()],
-        max_message: MESSAGES[usize::from(ctl[0] >> 4) % MESSAGES.len()],
-        max_fragments: FRAGMENTS[usize::from(ctl[1] & 3)],
-    };
-    (role, limits)
-}
+// The `message_assembler` target's input format (role, limits, chunking
+// from the first three bytes), shared with it. The replay below chunks the
+// stream its own ways, so the chunking fields go unused here.
+#[path = "shared/assembler_input.rs"]
+#[allow(dead_code)]
+mod assembler_input;
 
 /// A well-formed empty text message as `role`'s peer sends it.
 fn valid_frame_for(role: Role) -> Vec<u8> {
@@ -113,8 +101,8 @@ fn assert_error_is_final(
 #[test]
 fn fuzz_corpus_message_assembler_errors_are_final() {
     for (path, input) in corpus("message_assembler") {
-        let (ctl, stream) = input.split_at(3);
-        let (role, limits) = assembler_setup(ctl);
+        let (setup, stream) = assembler_input::split(&input).expect("3 control bytes");
+        let (role, limits) = (setup.role, setup.limits);
         for chunk in [1, 2, 3, stream.len().max(1)] {
             let mut decoder = Decoder::new(role, limits);
             let (error, rest) = run_to_error(&mut decoder, stream, chunk);

@@ -17,7 +17,6 @@
 
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use libfuzzer_sys::fuzz_target;
@@ -26,59 +25,14 @@ use wschat::ws::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use wschat::ws::mask::apply_mask_reference;
 use wschat::ws::{CloseCode, Decoder, Event, Limits, Message, ProtocolError, Role};
 
-// --- counting allocator ------------------------------------------------------
-
-struct CountingAlloc;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_alloc(size: usize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + size;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-fn note_dealloc(size: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// wrapper only keeps per-thread statistics in `Cell`s that need no
-// allocation and have no destructor.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_dealloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_dealloc(layout.size());
-        note_alloc(new_size);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+// The counting allocator and the input format are shared with the tests
+// (tests/shared/), so the replayed corpus and the target agree.
+#[path = "../../tests/shared/assembler_input.rs"]
+mod assembler_input;
+#[path = "../../tests/shared/counting_alloc.rs"]
+#[allow(dead_code)]
+mod counting_alloc;
+use counting_alloc::{LIVE, PEAK};
 
 // --- reference model ---------------------------------------------------------
 
@@ -241,29 +195,14 @@ fn check_event(event: &Event, limits: &Limits) {
     }
 }
 
-const FRAMES: [usize; 5] = [0, 1, 7, 125, 300];
-const MESSAGES: [usize; 5] = [0, 3, 64, 200, 1000];
-const FRAGMENTS: [usize; 4] = [1, 2, 5, 64];
-const CHUNKS: [usize; 8] = [1, 2, 3, 5, 8, 16, 64, 4096];
-
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 3 {
+    let Some((setup, stream)) = assembler_input::split(data) else {
         return;
-    }
-    let (ctl, stream) = data.split_at(3);
-    let role = if ctl[0] & 1 == 0 {
-        Role::Server
-    } else {
-        Role::Client
     };
-    let limits = Limits {
-        max_frame: FRAMES[usize::from(ctl[0] >> 1) % FRAMES.len()],
-        max_message: MESSAGES[usize::from(ctl[0] >> 4) % MESSAGES.len()],
-        max_fragments: FRAGMENTS[usize::from(ctl[1] & 3)],
-    };
+    let (role, limits) = (setup.role, setup.limits);
     let mut chunks = Chunks {
-        state: u32::from(ctl[2]) << 8 | u32::from(ctl[1]) | 1,
-        max: CHUNKS[usize::from(ctl[1] >> 2) % CHUNKS.len()],
+        state: setup.chunk_seed,
+        max: setup.max_chunk,
     };
 
     let expected = model(stream, role, limits);
