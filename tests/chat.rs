@@ -515,3 +515,28 @@ fn a_thousand_connections_come_and_go_without_leaking_threads() {
     say(&mut ws, "still fine", "f");
     assert_eq!(next_of(&mut ws, "message")["text"], "still fine");
 }
+
+/// A connection's writer thread starts only once something waits for it
+/// (`src/ws/conn.rs`): clients that keep up cost the server one thread each,
+/// their reader.
+#[test]
+fn clients_that_keep_up_cost_one_thread_each() {
+    const N: usize = 40;
+    let server = Server::start(&["--max-per-ip", "0", "--rate", "0"]);
+    let before = server.threads();
+    let mut clients: Vec<Ws> = (0..N)
+        .map(|i| join(&server, &format!("c{i}"), None).0)
+        .collect();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        say(ws, &format!("hello from {i}"), "n");
+    }
+    for ws in clients.iter_mut() {
+        let texts: Vec<Value> = (0..N)
+            .map(|_| next_of(ws, "message")["text"].clone())
+            .collect();
+        assert_eq!(texts.len(), N);
+    }
+    let during = server.threads();
+    println!("{N} chatting clients: server threads {before} → {during}");
+    assert_eq!(during, before + N, "one thread per client that keeps up");
+}

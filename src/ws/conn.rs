@@ -3,20 +3,27 @@
 //!
 //! Each connection has two threads. The *reader* (the caller's thread) owns
 //! one small reusable buffer and the [`Decoder`]; it blocks in `read`, and
-//! answers pings and closes by handing frames to the writer. The *writer*
-//! drains two queues: a bounded data queue ([`Sender::try_send`] fails when
-//! it is full, which is how a chat hub notices a client that stopped
-//! reading) and a small control queue for pongs and Close frames, so those
-//! are never stuck behind data. Whatever is queued when the writer wakes
-//! goes out in one `write_vectored` call.
+//! answers pings and closes. The *writer* drains two queues: a bounded data
+//! queue ([`Sender::try_send`] fails when it is full, which is how a chat
+//! hub notices a client that stopped reading) and a small control queue for
+//! pings, pongs and Close frames, so those are never stuck behind data.
+//! Whatever is queued when the writer wakes goes out in one `write_vectored`
+//! call.
 //!
-//! A data frame for a connection whose writer is idle skips the queue: the
+//! A frame for a connection whose writer is idle skips the queues: the
 //! sending thread offers it to the kernel itself with a send that cannot
-//! block (`MSG_DONTWAIT`), and the writer is woken only for what the socket
-//! did not take. Waking a sleeping thread costs more than the send, and
-//! most sockets have room most of the time. Whoever writes holds the
-//! connection's *wire* lock (the sender only ever tries it), so frames
-//! never interleave on the wire.
+//! block (`MSG_DONTWAIT`), and the writer gets only what the socket did not
+//! take. Waking a sleeping thread costs more than the send, and most sockets
+//! have room most of the time. Whoever writes holds the connection's *wire*
+//! lock (the sender only ever tries it), so frames never interleave on the
+//! wire.
+//!
+//! So the writer thread is started only when something is first queued for
+//! it — a peer that reads more slowly than we send, or our Close — and from
+//! then on lives as long as the connection. Every thread keeps at least two
+//! pages of stack resident, so a writer for each idle connection would be
+//! half of what an idle connection costs; a connection that never falls
+//! behind never has one.
 //!
 //! The closing handshake (§5.5.1, §7.1) is shared between the two: the writer
 //! sends our Close and nothing after it; the reader receives the peer's.
@@ -132,8 +139,8 @@ enum CloseKind {
 
 #[derive(Debug)]
 enum Control {
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
+    /// An encoded Ping or Pong.
+    Frame(Outgoing),
     Close(Vec<u8>, CloseKind),
     /// A sender left part of a frame in [`Wire::partial`]: write it.
     Resume,
@@ -184,28 +191,67 @@ impl Shared {
     }
 }
 
+/// A connection's writer before it is needed. Whoever queues something
+/// calls [`WriterSlot::start`] right after, so anything in a queue — and a
+/// full queue a sender waits on — has a writer thread on its way to drain
+/// it.
+#[derive(Debug)]
+struct WriterSlot {
+    writer: Mutex<Option<Writer>>,
+    stack: usize,
+}
+
+impl WriterSlot {
+    /// Start the writer thread unless it is running (or has run) already.
+    fn start(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let stream = Arc::clone(&writer.stream);
+            if spawn_writer(writer, self.stack).is_err() {
+                // Without a thread, what is queued would never be sent: end
+                // the connection instead (the reader sees it and reports
+                // it), rather than leave the peer waiting in silence.
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn is_started(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+}
+
 /// The control queue's sending side, counting what it holds in
-/// [`Shared::controls_pending`].
+/// [`Shared::controls_pending`] and starting the writer for it.
 #[derive(Clone, Debug)]
 struct ControlSender {
     tx: channel::Sender<Control>,
     shared: Arc<Shared>,
+    writer: Arc<WriterSlot>,
 }
 
 impl ControlSender {
     /// Queue `control`, waiting while the queue is full.
     fn send(&self, control: Control) -> Result<(), Disconnected> {
         self.shared.controls_pending.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(control).map_err(|_| {
+        if self.tx.send(control).is_err() {
             self.shared.controls_pending.fetch_sub(1, Ordering::AcqRel);
-            Disconnected
-        })
+            return Err(Disconnected);
+        }
+        self.writer.start();
+        Ok(())
     }
 
     fn try_send(&self, control: Control) -> bool {
         self.shared.controls_pending.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.try_send(control).is_ok();
-        if !sent {
+        if sent {
+            self.writer.start();
+        } else {
             self.shared.controls_pending.fetch_sub(1, Ordering::AcqRel);
         }
         sent
@@ -234,7 +280,11 @@ impl Sender {
     pub fn send(&self, frame: Outgoing) -> Result<(), Disconnected> {
         match self.write_now(frame) {
             Ok(None) => Ok(()),
-            Ok(Some(frame)) => self.data.send(frame).map_err(|_| Disconnected),
+            Ok(Some(frame)) => {
+                self.data.send(frame).map_err(|_| Disconnected)?;
+                self.control.writer.start();
+                Ok(())
+            }
             Err(_) => Err(Disconnected),
         }
     }
@@ -243,8 +293,31 @@ impl Sender {
     pub fn try_send(&self, frame: Outgoing) -> Result<(), TrySend> {
         match self.write_now(frame) {
             Ok(None) => Ok(()),
-            Ok(Some(frame)) => self.data.try_send(frame),
+            Ok(Some(frame)) => {
+                let queued = self.data.try_send(frame);
+                if queued.is_ok() {
+                    self.control.writer.start();
+                }
+                queued
+            }
             Err(why) => Err(why),
+        }
+    }
+
+    /// Send an encoded Ping or Pong: now if the wire is free, else ahead of
+    /// queued data. With `wait`, blocks while the control queue is full.
+    fn send_control(&self, frame: Vec<u8>, wait: bool) -> Result<(), Disconnected> {
+        let control = match self.write_now(Outgoing::Owned(frame)) {
+            Ok(None) => return Ok(()),
+            Ok(Some(frame)) => Control::Frame(frame),
+            Err(_) => return Err(Disconnected),
+        };
+        if wait {
+            self.control.send(control)
+        } else if self.control.try_send(control) {
+            Ok(())
+        } else {
+            Err(Disconnected)
         }
     }
 
@@ -281,8 +354,22 @@ impl Sender {
                 let _ = self.control.try_send(Control::Resume);
                 Ok(None)
             }
-            // No room at all, or an error the writer will meet and handle.
-            _ => Ok(Some(frame)),
+            Ok(_) => Ok(Some(frame)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Some(frame))
+            }
+            // The connection is broken (reset, or shut down by the reader):
+            // nothing more will reach the peer, and the reader, woken by
+            // the shutdown, reports how it ended.
+            Err(_) => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                Err(TrySend::Disconnected)
+            }
         }
     }
 
@@ -297,10 +384,8 @@ impl Sender {
 
     /// Send a Ping; the reader reports nothing for the Pong.
     pub fn ping(&self, payload: &[u8]) -> Result<(), Disconnected> {
-        let payload = payload[..payload.len().min(125)].to_vec();
-        self.control
-            .send(Control::Ping(payload))
-            .map_err(|_| Disconnected)
+        let payload = &payload[..payload.len().min(125)];
+        self.send_control(encode(self.role, OpCode::Ping, payload), true)
     }
 
     /// Start the closing handshake. With `flush`, frames already queued are
@@ -363,7 +448,8 @@ struct ReaderState {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    control: ControlSender,
+    /// For pongs, pings and our Close.
+    out: Sender,
     shared: Arc<Shared>,
     /// Dropped when the reader is done (it has returned `Err`, or the
     /// `Reader` itself is dropped); the writer waits on it after starting a
@@ -378,13 +464,10 @@ struct ReaderState {
 /// Start a connection over an upgraded stream. `leftover` holds bytes read
 /// past the handshake, which already belong to the first frames.
 ///
-/// Spawns the writer thread and returns the two halves.
+/// Returns the two halves; the writer thread starts when it is first needed.
 pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(Reader, Sender)> {
-    let writer_stack = config.writer_stack;
     let channels = Channels::new(config.queue_len);
-    let (writer, reader, sender) = halves(stream, leftover, config, channels)?;
-    spawn_writer(writer, writer_stack)?;
-    Ok((reader, sender))
+    halves(stream, leftover, config, channels)
 }
 
 /// The queues between a connection's reader, senders and writer. Built in
@@ -414,10 +497,9 @@ impl Channels {
 
 /// Every page a thread's stack touches once stays resident for the
 /// thread's life, and spawning a thread (glibc maps the stack, clones) is
-/// one of the deepest calls a reader makes: so the writer is spawned from
-/// this small frame, after the large one that builds the connection
-/// ([`halves`]) is gone. That keeps a reader at two resident stack pages
-/// (`scripts/stack-depth` measures it) instead of three.
+/// one of the deepest calls a reader can make (for a Close, or a Pong the
+/// socket had no room for): so the writer is spawned from this small frame
+/// of its own. `scripts/stack-depth` measures what a reader keeps.
 #[inline(never)]
 fn spawn_writer(writer: Writer, stack: usize) -> io::Result<()> {
     std::thread::Builder::new()
@@ -427,14 +509,15 @@ fn spawn_writer(writer: Writer, stack: usize) -> io::Result<()> {
         .map(drop)
 }
 
-/// The writer, reader and sender of a new connection.
+/// The reader and sender of a new connection, and its writer, not yet
+/// started.
 #[inline(never)]
 fn halves(
     stream: TcpStream,
     leftover: &[u8],
     config: Config,
     channels: Channels,
-) -> io::Result<(Writer, Reader, Sender)> {
+) -> io::Result<(Reader, Sender)> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
     // Reader and writer share one socket: `&TcpStream` reads and writes,
@@ -447,10 +530,6 @@ fn halves(
         alive: (alive_tx, alive_rx),
     } = channels;
     let shared = Arc::new(Shared::default());
-    let control_tx = ControlSender {
-        tx: control_tx,
-        shared: Arc::clone(&shared),
-    };
     let writer = Writer {
         stream: write_half,
         data: data_rx,
@@ -460,6 +539,21 @@ fn halves(
         role: config.role,
         max_batch: config.max_batch.max(1),
         close_timeout: config.close_timeout,
+    };
+    let control_tx = ControlSender {
+        tx: control_tx,
+        shared: Arc::clone(&shared),
+        writer: Arc::new(WriterSlot {
+            writer: Mutex::new(Some(writer)),
+            stack: config.writer_stack,
+        }),
+    };
+    let sender = Sender {
+        role: config.role,
+        stream: Arc::clone(&stream),
+        shared: Arc::clone(&shared),
+        data: data_tx,
+        control: control_tx,
     };
     let mut buf = vec![
         0;
@@ -475,23 +569,16 @@ fn halves(
         buf,
         start: 0,
         end: leftover.len(),
-        control: control_tx.clone(),
+        out: sender.clone(),
         shared,
         alive: Some(alive_tx),
         last_heard: Instant::now(),
         ping_sent: None,
         timeout_set: None,
         closed: None,
-        config: config.clone(),
+        config,
     };
-    let sender = Sender {
-        role: config.role,
-        stream: Arc::clone(&reader.stream),
-        shared: Arc::clone(&reader.shared),
-        data: data_tx,
-        control: control_tx,
-    };
-    Ok((writer, Reader(Box::new(reader)), sender))
+    Ok((Reader(Box::new(reader)), sender))
 }
 
 impl ReaderState {
@@ -567,7 +654,8 @@ impl ReaderState {
                         if !self.shared.close_sent.load(Ordering::Acquire) {
                             // Blocks while 8 replies are pending: a peer that
                             // pings without reading is slowed to its own pace.
-                            let _ = self.control.send(Control::Pong(payload));
+                            let pong = encode(self.config.role, OpCode::Pong, &payload);
+                            let _ = self.out.send_control(pong, true);
                         }
                     }
                     Some(Event::Pong(_)) => {}
@@ -617,7 +705,12 @@ impl ReaderState {
     }
 
     fn queue_close(&self, payload: Vec<u8>, kind: CloseKind) {
-        if self.control.send(Control::Close(payload, kind)).is_err() {
+        if self
+            .out
+            .control
+            .send(Control::Close(payload, kind))
+            .is_err()
+        {
             // The writer is gone (a write failed); nothing more can be said.
             let _ = self.stream.shutdown(Shutdown::Both);
         }
@@ -746,7 +839,8 @@ impl ReaderState {
             }
             None if now >= self.last_heard + interval => {
                 self.ping_sent = Some(now);
-                let _ = self.control.try_send(Control::Ping(Vec::new()));
+                let ping = encode(self.config.role, OpCode::Ping, &[]);
+                let _ = self.out.send_control(ping, false);
                 Ok(())
             }
             _ => Ok(()),
@@ -754,6 +848,7 @@ impl ReaderState {
     }
 }
 
+#[derive(Debug)]
 struct Writer {
     stream: Arc<TcpStream>,
     data: QueueReceiver<Outgoing>,
@@ -870,12 +965,7 @@ impl Writer {
         close: &mut Option<(Vec<u8>, CloseKind)>,
     ) {
         match control {
-            Control::Ping(payload) => {
-                controls.push(Outgoing::Owned(encode(self.role, OpCode::Ping, &payload)))
-            }
-            Control::Pong(payload) => {
-                controls.push(Outgoing::Owned(encode(self.role, OpCode::Pong, &payload)))
-            }
+            Control::Frame(frame) => controls.push(frame),
             Control::Close(payload, kind) => *close = Some((payload, kind)),
             Control::Resume => {}
         }
@@ -1052,6 +1142,10 @@ mod tests {
         (head[0], payload)
     }
 
+    fn pong(payload: &[u8]) -> Control {
+        Control::Frame(Outgoing::Owned(encode(Role::Server, OpCode::Pong, payload)))
+    }
+
     /// The rest of a frame a sender started goes out before control frames
     /// that were queued while it waited; a Pong first would be read as part
     /// of the frame's payload.
@@ -1066,7 +1160,7 @@ mod tests {
             let mut wire = sender.shared.wire();
             (&*sender.stream).write_all(&frame[..100]).unwrap();
             wire.partial = Some(Outgoing::Owned(frame.clone()).advance(100));
-            sender.control.send(Control::Pong(b"p".to_vec())).unwrap();
+            sender.control.send(pong(b"p")).unwrap();
             sender.control.send(Control::Resume).unwrap();
         }
         assert_eq!(read_frame(&mut client), (0x82, vec![7; 300]));
@@ -1084,7 +1178,7 @@ mod tests {
             // Holding the wire keeps the writer from sending the Pong yet;
             // the decision is the one a sender makes once it holds it.
             let mut wire = sender.shared.wire();
-            sender.control.send(Control::Pong(b"p".to_vec())).unwrap();
+            sender.control.send(pong(b"p")).unwrap();
             let queued = sender.write_locked(&mut wire, text(b"after")).unwrap();
             sender
                 .data
@@ -1124,5 +1218,60 @@ mod tests {
         let frame = encode(Role::Server, OpCode::Text, b"now");
         assert!(matches!(sender.write_now(Outgoing::Owned(frame)), Ok(None)));
         assert_eq!(read_frame(&mut client), (0x81, b"now".to_vec()));
+    }
+
+    /// A connection whose peer keeps up never starts its writer thread:
+    /// data and pings alike go out from the sending thread.
+    #[test]
+    fn a_connection_that_keeps_up_has_no_writer_thread() {
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        for i in 0..100u8 {
+            sender.send_message(&Message::Binary(vec![i; 100])).unwrap();
+            assert_eq!(read_frame(&mut client), (0x82, vec![i; 100]));
+        }
+        sender.ping(b"still there?").unwrap();
+        assert_eq!(read_frame(&mut client), (0x89, b"still there?".to_vec()));
+        assert!(!sender.control.writer.is_started());
+    }
+
+    /// What the socket does not take starts the writer, which sends it all,
+    /// in order, once the peer reads again.
+    #[test]
+    fn a_peer_that_falls_behind_gets_a_writer() {
+        const FRAMES: usize = 128; // 8 MiB: more than loopback buffers hold
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let late_reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            (0..FRAMES)
+                .map(|_| read_frame_64k(&mut client))
+                .collect::<Vec<_>>()
+        });
+        for i in 0..FRAMES {
+            let payload = [(i as u32).to_be_bytes().as_slice(), &[0; 65532]].concat();
+            sender.send_message(&Message::Binary(payload)).unwrap();
+        }
+        assert!(sender.control.writer.is_started());
+        let got = late_reader.join().unwrap();
+        for (i, (head, payload)) in got.into_iter().enumerate() {
+            assert_eq!(head, 0x82);
+            assert_eq!(payload.len(), 65536);
+            assert_eq!(
+                payload[..4],
+                (i as u32).to_be_bytes(),
+                "frame {i} out of order"
+            );
+        }
+    }
+
+    fn read_frame_64k(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 10];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(head[1], 127, "a 64-bit length");
+        let len = u64::from_be_bytes(head[2..].try_into().unwrap()) as usize;
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).unwrap();
+        (head[0], payload)
     }
 }
