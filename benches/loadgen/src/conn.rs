@@ -109,6 +109,46 @@ impl Default for Stats {
     }
 }
 
+/// Where a delivery falls in its sender's sequence, as one receiver sees it.
+///
+/// Every sender numbers its messages 0, 1, 2, …, and a chat server must
+/// deliver each to every client once and in its sender's order. A gap is not
+/// an error here: what never arrives shows up as `expected − delivered`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Order {
+    /// After everything seen so far from this sender (possibly past a gap).
+    Next,
+    /// The same number as the last one seen from this sender.
+    Duplicate,
+    /// Older than the last one seen: it was overtaken (or is an old duplicate).
+    Late,
+}
+
+/// One receiving connection's view of every sender's sequence.
+#[derive(Debug, Default)]
+pub struct SeqTracker {
+    /// Per sender: one more than the highest number seen (0: none yet).
+    next: Vec<u64>,
+}
+
+impl SeqTracker {
+    /// `sender` must be below `senders` (callers drop unknown markers first).
+    pub fn record(&mut self, senders: usize, sender: u32, seq: u64) -> Order {
+        if self.next.len() < senders {
+            self.next.resize(senders, 0);
+        }
+        let next = &mut self.next[sender as usize];
+        if seq + 1 > *next {
+            *next = seq + 1;
+            Order::Next
+        } else if seq + 1 == *next {
+            Order::Duplicate
+        } else {
+            Order::Late
+        }
+    }
+}
+
 /// What a worker passes to a connection's handlers.
 pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
@@ -173,8 +213,7 @@ pub struct Conn {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     out_pos: usize,
-    /// Per sender: one more than the highest sequence number seen.
-    last_seq: Vec<u64>,
+    order: SeqTracker,
     pub sender: Option<SenderState>,
     request: Vec<u8>,
     /// The last read stopped at its budget, not at `WouldBlock`: with
@@ -209,7 +248,7 @@ impl Conn {
             inbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
-            last_seq: Vec::new(),
+            order: SeqTracker::default(),
             sender: None,
             request: request.bytes,
             unread: false,
@@ -404,16 +443,10 @@ impl Conn {
             .saturating_record(now.saturating_sub(sent_ns).max(1));
         ctx.stats.delivered += 1;
         ctx.stats.last_delivery_ns = ctx.stats.last_delivery_ns.max(now);
-        if self.last_seq.is_empty() {
-            self.last_seq = vec![0; ctx.senders];
-        }
-        let last = &mut self.last_seq[sender as usize];
-        if seq + 1 > *last {
-            *last = seq + 1;
-        } else if seq + 1 == *last {
-            ctx.stats.duplicates += 1;
-        } else {
-            ctx.stats.out_of_order += 1;
+        match self.order.record(ctx.senders, sender, seq) {
+            Order::Next => {}
+            Order::Duplicate => ctx.stats.duplicates += 1,
+            Order::Late => ctx.stats.out_of_order += 1,
         }
     }
 
@@ -516,6 +549,37 @@ fn parse_marker(mut rest: &[u8]) -> Option<(u32, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_in_order_with_a_gap_is_next_every_time() {
+        let mut t = SeqTracker::default();
+        for seq in [0, 1, 2, 5, 6] {
+            assert_eq!(t.record(2, 0, seq), Order::Next, "seq {seq}");
+        }
+    }
+
+    #[test]
+    fn sequence_repeat_and_overtaken_messages_are_told_apart() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.record(1, 0, 0), Order::Next);
+        assert_eq!(t.record(1, 0, 1), Order::Next);
+        assert_eq!(t.record(1, 0, 1), Order::Duplicate);
+        assert_eq!(t.record(1, 0, 3), Order::Next);
+        assert_eq!(t.record(1, 0, 2), Order::Late);
+        assert_eq!(t.record(1, 0, 0), Order::Late);
+        assert_eq!(t.record(1, 0, 4), Order::Next);
+    }
+
+    #[test]
+    fn sequence_senders_are_independent() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.record(3, 2, 7), Order::Next);
+        assert_eq!(t.record(3, 0, 0), Order::Next);
+        assert_eq!(t.record(3, 1, 0), Order::Next);
+        assert_eq!(t.record(3, 0, 0), Order::Duplicate);
+        assert_eq!(t.record(3, 2, 3), Order::Late);
+        assert_eq!(t.record(3, 1, 1), Order::Next);
+    }
 
     #[test]
     fn finds_the_marker_raw_and_in_json() {
