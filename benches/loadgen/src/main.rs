@@ -17,8 +17,11 @@
 //!   it to come back, close; report connections per second.
 //! - `--table FILE`: read the `--json` lines of many runs and print the
 //!   comparison table (medians across rounds, ratios against wschat).
+//! - `--check FILE --scenarios … --servers …`: fail unless every scenario
+//!   has a result for every server and wschat's are clean (see `check.rs`).
 #![forbid(unsafe_code)]
 
+mod check;
 mod conn;
 mod sys;
 mod table;
@@ -111,12 +114,28 @@ struct Args {
     /// Print the comparison table from a file of JSON lines, and exit.
     #[arg(long, value_name = "FILE")]
     table: Option<PathBuf>,
+    /// Check a file of JSON lines (see `--scenarios`, `--servers`), and exit.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// With `--check`: the scenarios that must have results.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// With `--check`: the servers that must have a result in every scenario.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    servers: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.table {
         return table::print(path);
+    }
+    if let Some(path) = &args.check {
+        if args.scenarios.is_empty() || args.servers.is_empty() {
+            eprintln!("loadgen: --check needs --scenarios and --servers");
+            return ExitCode::from(2);
+        }
+        return check::run(path, &args.scenarios, &args.servers);
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
