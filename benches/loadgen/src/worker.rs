@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 use wschat::ws::mask::MaskSource;
 
-use crate::conn::{Conn, Ctx, Outcome, SenderState, State, Stats};
+use crate::conn::{Conn, Ctx, Outcome, Ready, SenderState, State, Stats};
 
 pub const CONNECT: u8 = 0;
 /// All connected; wait for the server to go quiet (welcome/join frames).
@@ -111,8 +111,8 @@ struct Loop {
     /// (see [`Conn::unread`]); `queued` marks the slots in it.
     ready: VecDeque<usize>,
     queued: Vec<bool>,
-    /// This turn's work: (slot, readable, writable).
-    todo: Vec<(usize, bool, bool)>,
+    /// This turn's work: which connection, and what is ready on it.
+    todo: Vec<(usize, Ready)>,
 }
 
 #[derive(Default)]
@@ -193,12 +193,12 @@ impl Loop {
             }
             self.wait(&mut events, timeout);
             for i in 0..self.todo.len() {
-                let (slot, readable, writable) = self.todo[i];
+                let (slot, ready) = self.todo[i];
                 let was_opening = matches!(
                     self.conns[slot].as_ref().map(|c| c.state),
                     Some(State::Connecting | State::Handshaking)
                 );
-                match self.handle(slot, readable, writable) {
+                match self.handle(slot, ready) {
                     Outcome::Nothing => {}
                     Outcome::Connected => opening -= 1,
                     Outcome::Failed(why) => {
@@ -317,12 +317,12 @@ impl Loop {
         )
     }
 
-    fn handle(&mut self, slot: usize, readable: bool, writable: bool) -> Outcome {
+    fn handle(&mut self, slot: usize, ready: Ready) -> Outcome {
         let (mut ctx, scratch, conns, _) = self.ctx();
         let Some(conn) = conns[slot].as_mut() else {
             return Outcome::Nothing;
         };
-        let outcome = conn.on_event(readable, writable, scratch, &mut ctx);
+        let outcome = conn.on_event(ready, scratch, &mut ctx);
         let unread = conn.unread;
         let frames = ctx.frames;
         self.frames += frames;
@@ -348,13 +348,22 @@ impl Loop {
         }
         self.todo.clear();
         for event in events.iter() {
-            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-            self.todo
-                .push((event.token().0, readable, event.is_writable()));
+            let read_closed = event.is_read_closed() || event.is_error();
+            let ready = Ready {
+                readable: event.is_readable() || read_closed,
+                writable: event.is_writable(),
+                read_closed,
+            };
+            self.todo.push((event.token().0, ready));
         }
         for slot in self.ready.drain(..) {
             self.queued[slot] = false;
-            self.todo.push((slot, true, false));
+            let ready = Ready {
+                readable: true,
+                writable: false,
+                read_closed: false,
+            };
+            self.todo.push((slot, ready));
         }
     }
 
@@ -479,8 +488,8 @@ impl Loop {
             }
             self.wait(&mut events, TICK);
             for i in 0..self.todo.len() {
-                let (slot, readable, writable) = self.todo[i];
-                let outcome = self.handle(slot, readable, writable);
+                let (slot, ready) = self.todo[i];
+                let outcome = self.handle(slot, ready);
                 let now = self.shared.now_ns();
                 match outcome {
                     Outcome::Nothing => {}
