@@ -1,9 +1,10 @@
 //! Connection I/O: the thin blocking layer between a `TcpStream` and the
 //! sans-IO codec.
 //!
-//! Each connection has two threads. The *reader* (the caller's thread) owns
-//! one small reusable buffer and the [`Decoder`]; it blocks in `read`, and
-//! answers pings and closes. The *writer* drains two queues: a bounded data
+//! Each connection has a *reader* thread, and a *writer* thread once it
+//! needs one (below). The reader (the caller's thread) owns one small
+//! reusable buffer and the [`Decoder`]; it blocks in `read`, and answers
+//! pings and closes. The writer drains two queues: a bounded data
 //! queue ([`Sender::try_send`] fails when it is full, which is how a chat
 //! hub notices a client that stopped reading) and a small control queue for
 //! pings, pongs and Close frames, so those are never stuck behind data.
