@@ -20,16 +20,19 @@
 //! wire.
 //!
 //! So the writer thread is started only when something is first queued for
-//! it — a peer that reads more slowly than we send, or our Close — and from
-//! then on lives as long as the connection. Every thread keeps at least two
+//! it — a peer that reads more slowly than we send, or a Close of ours that
+//! cannot go out at once — and from then on lives as long as the connection. Every thread keeps at least two
 //! pages of stack resident, so a writer for each idle connection would be
 //! half of what an idle connection costs; a connection that never falls
 //! behind never has one.
 //!
-//! The closing handshake (§5.5.1, §7.1) is shared between the two: the writer
-//! sends our Close and nothing after it; the reader receives the peer's.
-//! When both have happened the server closes TCP first (§7.1.1); a client
-//! waits for the server to do so. Every wait is bounded by a timeout.
+//! The closing handshake (§5.5.1, §7.1) is shared between the two: the
+//! reader receives the peer's Close; ours, and nothing after it, is sent by
+//! the writer — or, when the reader answers a Close or a protocol error and
+//! nothing is queued, by the reader itself, so that a peer going away does
+//! not start a thread for one frame. When both have happened the server
+//! closes TCP first (§7.1.1); a client waits for the server to do so. Every
+//! wait is bounded by a timeout.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -145,6 +148,10 @@ enum Control {
     Close(Vec<u8>, CloseKind),
     /// A sender left part of a frame in [`Wire::partial`]: write it.
     Resume,
+    /// The reader put our Close on the wire itself and the socket took only
+    /// part of it (see [`Sender::close_now`]): write the rest, nothing after
+    /// it, then end TCP as this kind of close requires.
+    Finish(CloseKind),
 }
 
 /// Encode one frame the way `role` must send it: masked with a fresh
@@ -374,6 +381,60 @@ impl Sender {
         }
     }
 
+    /// Write our Close (a reply, or a failure) from this thread when the
+    /// wire is idle and nothing is queued, then end TCP as `kind` requires;
+    /// `false`, having written nothing, when it must go through the writer,
+    /// behind what is queued.
+    ///
+    /// A peer that closes first — a browser tab going away — is answered
+    /// without starting a writer thread for one frame.
+    fn close_now(&self, payload: &[u8], kind: CloseKind) -> bool {
+        let Ok(mut wire) = self.shared.wire.try_lock() else {
+            return false;
+        };
+        if self.shared.close_sent.load(Ordering::Acquire)
+            || wire.partial.is_some()
+            || self.data.queued() > 0
+            || self.shared.controls_pending.load(Ordering::Acquire) > 0
+        {
+            return false;
+        }
+        let frame = encode(self.role, OpCode::Close, payload);
+        match send_without_blocking(&self.stream, &frame) {
+            Ok(n) if n == frame.len() => {
+                self.shared.close_sent.store(true, Ordering::Release);
+                drop(wire);
+                end_tcp_after_close(&self.stream, kind, self.role);
+                true
+            }
+            Ok(n) if n > 0 => {
+                // Part of our Close is out: from here on only its rest may
+                // follow, and the writer is the one who can wait to send it.
+                self.shared.close_sent.store(true, Ordering::Release);
+                wire.partial = Some(Outgoing::Owned(frame).advance(n));
+                drop(wire);
+                if self.control.send(Control::Finish(kind)).is_err() {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                false
+            }
+            Err(_) => {
+                self.shared.close_sent.store(true, Ordering::Release);
+                let _ = self.stream.shutdown(Shutdown::Both);
+                true
+            }
+        }
+    }
+
     /// Encode and queue a data message as one frame.
     pub fn send_message(&self, message: &Message) -> Result<(), Disconnected> {
         let (opcode, payload) = match message {
@@ -393,6 +454,9 @@ impl Sender {
     /// sent first; without, they are dropped (for a peer that is too slow
     /// to read them anyway). Does not block.
     pub fn close(&self, code: CloseCode, reason: &str, flush: bool) {
+        if self.shared.close_sent.load(Ordering::Acquire) {
+            return; // Ours is out already; nothing may follow it (§5.5.1).
+        }
         let frame = close_payload(code.0, reason);
         let _ = self
             .control
@@ -706,6 +770,9 @@ impl ReaderState {
     }
 
     fn queue_close(&self, payload: Vec<u8>, kind: CloseKind) {
+        if self.out.close_now(&payload, kind) {
+            return;
+        }
         if self
             .out
             .control
@@ -880,12 +947,13 @@ impl Writer {
                 &never_control
             };
             let mut close = None;
+            let mut finish = None;
             let mut controls_taken = 0;
             channel::select_biased! {
                 recv(control) -> c => match c {
                     Ok(c) => {
                         controls_taken += 1;
-                        self.take_control(c, &mut controls, &mut close);
+                        self.take_control(c, &mut controls, &mut close, &mut finish);
                     }
                     Err(_) => control_open = false,
                 },
@@ -899,10 +967,36 @@ impl Writer {
                 match self.control.try_recv() {
                     Ok(c) => {
                         controls_taken += 1;
-                        self.take_control(c, &mut controls, &mut close);
+                        self.take_control(c, &mut controls, &mut close, &mut finish);
                     }
                     Err(_) => break,
                 }
+            }
+            if self.shared.close_sent.load(Ordering::Acquire) {
+                // The reader wrote our Close itself (`Sender::close_now`):
+                // only the rest of it may still go out, nothing after it
+                // (§5.5.1) — not what was queued, nor a Close of our own.
+                let rest = wire.partial.take();
+                let written = match &rest {
+                    Some(rest) => write_all_vectored(&self.stream, std::slice::from_ref(rest)),
+                    None => Ok(()),
+                };
+                self.data.taken(batch.len());
+                self.shared
+                    .controls_pending
+                    .fetch_sub(controls_taken, Ordering::AcqRel);
+                drop(wire);
+                batch.clear();
+                controls.clear();
+                if written.is_err() {
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return;
+                }
+                if let Some(kind) = finish {
+                    end_tcp_after_close(&self.stream, kind, self.role);
+                    return;
+                }
+                continue;
             }
             // Frames queued before a Close go out before it, unless the
             // close is for a peer too slow to read them.
@@ -964,25 +1058,24 @@ impl Writer {
         control: Control,
         controls: &mut Vec<Outgoing>,
         close: &mut Option<(Vec<u8>, CloseKind)>,
+        finish: &mut Option<CloseKind>,
     ) {
         match control {
             Control::Frame(frame) => controls.push(frame),
             Control::Close(payload, kind) => *close = Some((payload, kind)),
             Control::Resume => {}
+            Control::Finish(kind) => *finish = Some(kind),
         }
     }
 
     /// Our Close is on the wire; finish the TCP side (§7.1.1).
     fn after_close(&mut self, kind: CloseKind) {
-        match (kind, self.role) {
-            // The handshake is complete: the server closes TCP first.
-            (CloseKind::Reply, Role::Server) | (CloseKind::Fail, _) => {
-                let _ = self.stream.shutdown(Shutdown::Write);
+        match kind {
+            CloseKind::Reply | CloseKind::Fail => {
+                end_tcp_after_close(&self.stream, kind, self.role);
             }
-            // A client waits for the server to close TCP; the reader lingers.
-            (CloseKind::Reply, Role::Client) => {}
             // Wait for the peer's echo; the reader ends when it arrives.
-            (CloseKind::Initiate { .. }, _) => {
+            CloseKind::Initiate { .. } => {
                 let deadline = channel::at(Instant::now() + self.close_timeout);
                 let mut crossed = false;
                 loop {
@@ -1012,6 +1105,19 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Our Close, a reply or a failure, is on the wire: finish the TCP side
+/// (§7.1.1). After a complete handshake the server closes TCP first, and
+/// after a failure (§7.1.7) either side may; a client that replied waits for
+/// the server to close, while its reader lingers.
+fn end_tcp_after_close(stream: &TcpStream, kind: CloseKind, role: Role) {
+    match (kind, role) {
+        (CloseKind::Reply, Role::Server) | (CloseKind::Fail, _) => {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        (CloseKind::Reply, Role::Client) | (CloseKind::Initiate { .. }, _) => {}
     }
 }
 
@@ -1264,6 +1370,120 @@ mod tests {
                 "frame {i} out of order"
             );
         }
+    }
+
+    /// Read until the server ends TCP; what came after the last frame.
+    fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        rest
+    }
+
+    /// A peer that closes first is answered from the reader's own thread:
+    /// the echo, then the server ends TCP (§7.1.1), and no writer thread
+    /// is started for that one frame.
+    #[test]
+    fn a_close_from_the_peer_is_answered_without_a_writer_thread() {
+        let (server, mut client) = pair();
+        let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let reading = std::thread::spawn(move || reader.next_message());
+        client
+            .write_all(&encode(
+                Role::Client,
+                OpCode::Close,
+                &close_payload(1000, "bye"),
+            ))
+            .unwrap();
+        assert_eq!(read_frame(&mut client), (0x88, close_payload(1000, "")));
+        assert_eq!(read_to_eof(&mut client), b"");
+        drop(client);
+        let closed = reading.join().unwrap().unwrap_err();
+        assert_eq!((closed.code, closed.by_peer), (CloseCode::NORMAL, true));
+        assert!(!sender.control.writer.is_started());
+        assert_eq!(
+            sender.try_send(Outgoing::Owned(encode(Role::Server, OpCode::Text, b"late"))),
+            Err(TrySend::Disconnected),
+            "nothing may follow our Close"
+        );
+        sender.close(CloseCode::NORMAL, "", true);
+        assert!(!sender.control.writer.is_started());
+    }
+
+    /// A protocol error is answered the same way: 1002, then TCP ends.
+    #[test]
+    fn a_protocol_error_is_answered_without_a_writer_thread() {
+        let (server, mut client) = pair();
+        let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let reading = std::thread::spawn(move || reader.next_message());
+        // An unmasked frame from a client (§5.1).
+        client.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+        let (head, payload) = read_frame(&mut client);
+        assert_eq!((head, &payload[..2]), (0x88, &1002u16.to_be_bytes()[..]));
+        assert_eq!(read_to_eof(&mut client), b"");
+        drop(client);
+        let closed = reading.join().unwrap().unwrap_err();
+        assert_eq!(
+            (closed.code, closed.by_peer),
+            (CloseCode::PROTOCOL_ERROR, false)
+        );
+        assert!(!sender.control.writer.is_started());
+    }
+
+    /// With data still queued for a peer that fell behind, the reply waits
+    /// its turn behind it (the writer sends it): nothing queued is lost.
+    #[test]
+    fn a_close_from_a_peer_that_fell_behind_follows_what_was_queued() {
+        const FRAMES: usize = 128; // 8 MiB: more than loopback buffers hold
+        let (server, mut client) = pair();
+        let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        for i in 0..FRAMES {
+            let payload = [(i as u32).to_be_bytes().as_slice(), &[0; 65532]].concat();
+            sender.send_message(&Message::Binary(payload)).unwrap();
+        }
+        assert!(sender.data.queued() > 0, "frames wait in the queue");
+        let reading = std::thread::spawn(move || reader.next_message());
+        client
+            .write_all(&encode(
+                Role::Client,
+                OpCode::Close,
+                &close_payload(1000, ""),
+            ))
+            .unwrap();
+        for i in 0..FRAMES {
+            let (head, payload) = read_frame_64k(&mut client);
+            assert_eq!((head, &payload[..4]), (0x82, &(i as u32).to_be_bytes()[..]));
+        }
+        assert_eq!(read_frame(&mut client), (0x88, close_payload(1000, "")));
+        assert_eq!(read_to_eof(&mut client), b"");
+        drop(client);
+        assert!(reading.join().unwrap().unwrap_err().by_peer);
+    }
+
+    /// When the socket took only part of a Close the reader wrote, the
+    /// writer sends the rest and nothing after it — not data queued
+    /// meanwhile — then ends TCP.
+    #[test]
+    fn the_rest_of_a_partly_written_close_is_the_last_thing_sent() {
+        let (server, mut client) = pair();
+        let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+        let close = encode(Role::Server, OpCode::Close, &close_payload(1000, "done"));
+        {
+            // Stand in for `close_now` after a partial send, with a frame a
+            // sender queued while the reader held the wire.
+            let mut wire = sender.shared.wire();
+            (&*sender.stream).write_all(&close[..3]).unwrap();
+            sender.shared.close_sent.store(true, Ordering::Release);
+            wire.partial = Some(Outgoing::Owned(close.clone()).advance(3));
+            let late = Outgoing::Owned(encode(Role::Server, OpCode::Text, b"late"));
+            sender.data.try_send(late).unwrap();
+            sender.control.writer.start();
+            sender
+                .control
+                .send(Control::Finish(CloseKind::Reply))
+                .unwrap();
+        }
+        assert_eq!(read_frame(&mut client), (0x88, close_payload(1000, "done")));
+        assert_eq!(read_to_eof(&mut client), b"", "nothing after our Close");
     }
 
     fn read_frame_64k(stream: &mut TcpStream) -> (u8, Vec<u8>) {
