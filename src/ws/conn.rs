@@ -21,10 +21,10 @@
 //!
 //! So the writer thread is started only when something is first queued for
 //! it — a peer that reads more slowly than we send, or a Close of ours that
-//! cannot go out at once — and from then on lives as long as the connection. Every thread keeps at least two
-//! pages of stack resident, so a writer for each idle connection would be
-//! half of what an idle connection costs; a connection that never falls
-//! behind never has one.
+//! cannot go out at once — and from then on lives as long as the
+//! connection. Every thread keeps at least two pages of stack resident, so a
+//! writer for each idle connection would be half of what an idle connection
+//! costs; a connection that never falls behind never has one.
 //!
 //! The closing handshake (§5.5.1, §7.1) is shared between the two: the
 //! reader receives the peer's Close; ours, and nothing after it, is sent by
