@@ -330,11 +330,8 @@ impl Sender {
     }
 
     /// Write `frame` from this thread if the writer is idle and nothing is
-    /// queued before it; `Ok(Some(frame))` hands it back for the queue.
-    ///
-    /// The queue count includes frames the writer has taken but not yet
-    /// written (it reports them only after the write), so "nothing queued"
-    /// under the wire lock means nothing can be sent before this frame.
+    /// queued before it (see [`Sender::nothing_before`]); `Ok(Some(frame))`
+    /// hands it back for the queue.
     fn write_now(&self, frame: Outgoing) -> Result<Option<Outgoing>, TrySend> {
         let Ok(mut wire) = self.shared.wire.try_lock() else {
             return Ok(Some(frame)); // The writer is busy: join its queue.
@@ -346,10 +343,7 @@ impl Sender {
         if self.shared.close_sent.load(Ordering::Acquire) {
             return Err(TrySend::Disconnected);
         }
-        if wire.partial.is_some()
-            || self.data.queued() > 0
-            || self.shared.controls_pending.load(Ordering::Acquire) > 0
-        {
+        if !self.nothing_before(wire) {
             return Ok(Some(frame));
         }
         let bytes = frame.as_ref();
@@ -363,14 +357,7 @@ impl Sender {
                 Ok(None)
             }
             Ok(_) => Ok(Some(frame)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(Some(frame))
-            }
+            Err(e) if no_room(&e) => Ok(Some(frame)),
             // The connection is broken (reset, or shut down by the reader):
             // nothing more will reach the peer, and the reader, woken by
             // the shutdown, reports how it ended.
@@ -379,6 +366,16 @@ impl Sender {
                 Err(TrySend::Disconnected)
             }
         }
+    }
+
+    /// Nothing is waiting to go out ahead of a frame written now: no rest
+    /// of a frame, no queued data, no queued control frame. The queue count
+    /// includes frames the writer has taken but not yet written (it reports
+    /// them only after the write), so under the wire lock this is exact.
+    fn nothing_before(&self, wire: &Wire) -> bool {
+        wire.partial.is_none()
+            && self.data.queued() == 0
+            && self.shared.controls_pending.load(Ordering::Acquire) == 0
     }
 
     /// Write our Close (a reply, or a failure) from this thread when the
@@ -392,11 +389,7 @@ impl Sender {
         let Ok(mut wire) = self.shared.wire.try_lock() else {
             return false;
         };
-        if self.shared.close_sent.load(Ordering::Acquire)
-            || wire.partial.is_some()
-            || self.data.queued() > 0
-            || self.shared.controls_pending.load(Ordering::Acquire) > 0
-        {
+        if self.shared.close_sent.load(Ordering::Acquire) || !self.nothing_before(&wire) {
             return false;
         }
         let frame = encode(self.role, OpCode::Close, payload);
@@ -419,14 +412,7 @@ impl Sender {
                 true
             }
             Ok(_) => false,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                false
-            }
+            Err(e) if no_room(&e) => false,
             Err(_) => {
                 self.shared.close_sent.store(true, Ordering::Release);
                 let _ = self.stream.shutdown(Shutdown::Both);
@@ -1117,8 +1103,19 @@ fn end_tcp_after_close(stream: &TcpStream, kind: CloseKind, role: Role) {
         (CloseKind::Reply, Role::Server) | (CloseKind::Fail, _) => {
             let _ = stream.shutdown(Shutdown::Write);
         }
-        (CloseKind::Reply, Role::Client) | (CloseKind::Initiate { .. }, _) => {}
+        (CloseKind::Reply, Role::Client) => {}
+        // The writer waits for the peer's echo (`Writer::after_close`).
+        (CloseKind::Initiate { .. }, _) => {}
     }
+}
+
+/// The socket had no room just now (or the call was interrupted): the
+/// frame goes to the writer's queue instead.
+fn no_room(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// Offer `bytes` to the kernel without waiting for room: how many it took.
