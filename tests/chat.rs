@@ -227,9 +227,13 @@ fn plain_text_clients_and_bad_requests() {
     let m = next_of(&mut alice, "message");
     assert_eq!(m["text"], "just text");
     assert!(m.get("nonce").is_none());
+    // Text that only looks like JSON is a message too.
+    for text in ["{curly} braces at the start", r#"{"type":"say","text":"#] {
+        alice.send(Message::text(text)).unwrap();
+        assert_eq!(next_of(&mut alice, "message")["text"], text);
+    }
 
     for (bad, code) in [
-        (r#"{"type":"say","text":"#, "bad_json"),
         (r#"{"type":"shout"}"#, "unknown_type"),
         (r#"{"type":"say","text":"   ","nonce":"x1"}"#, "empty_text"),
         (r#"{"type":"rename","name":""}"#, "bad_name"),

@@ -59,7 +59,6 @@ pub struct ChatError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
-    BadJson,
     UnknownType,
     BadRequest,
     EmptyText,
@@ -72,7 +71,6 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::BadJson => "bad_json",
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::EmptyText => "empty_text",
@@ -126,18 +124,18 @@ impl Default for TextLimits {
     }
 }
 
-/// Parse one text frame. Anything that is not a JSON object is a `say`
-/// with that text, so plain-text clients (`wscat`, the original page) work.
+/// Parse one text frame. Only a frame that parses as a JSON object is a
+/// command; anything else — `hi`, `{curly} braces`, `[1, 2]`, a JSON
+/// string — is a `say` with that text, so plain-text clients (`websocat`,
+/// `wscat`) can type whatever they like.
 pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
-    if !frame.trim_start().starts_with('{') {
+    // Fields are taken out of the parsed object, not copied.
+    let Some(mut object) = json_object(frame) else {
         return Ok(Command::Say {
             text: check_text(frame, limits)?.to_owned(),
             nonce: None,
         });
-    }
-    // Fields are taken out of the parsed object, not copied.
-    let mut object: Map<String, Value> = serde_json::from_str(frame)
-        .map_err(|e| ChatError::new(ErrorCode::BadJson, format!("not a valid JSON object: {e}")))?;
+    };
     let kind = match object.remove("type") {
         Some(Value::String(kind)) => kind,
         Some(_) => {
@@ -196,6 +194,15 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
             format!("unknown message type {:?}", truncate(other, 32)),
         )),
     }
+}
+
+/// The frame as a JSON object, if it is one. Only text that starts with
+/// `{` is given to the JSON parser at all.
+fn json_object(frame: &str) -> Option<Map<String, Value>> {
+    if !frame.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(frame).ok()
 }
 
 fn optional_string(
@@ -364,6 +371,24 @@ mod tests {
                 nonce: None
             })
         );
+        // Only what parses as a JSON object is a command.
+        for text in [
+            "{curly} braces at the start",
+            r#"{"type":"say","text":"#,
+            "{",
+            "[1, 2]",
+            r#""a JSON string""#,
+            "42",
+        ] {
+            assert_eq!(
+                parse(text, &limits()),
+                Ok(Command::Say {
+                    text: text.into(),
+                    nonce: None
+                }),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -394,7 +419,6 @@ mod tests {
     #[test]
     fn bad_requests_have_codes() {
         let code = |s: &str| parse(s, &limits()).unwrap_err().code;
-        assert_eq!(code(r#"{"type":"say","#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"shout"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"text":"hi"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"type":"say","text":"   "}"#), ErrorCode::EmptyText);
