@@ -191,6 +191,7 @@ impl Server {
 
     /// Accept until stopped. Each connection runs on its own thread.
     pub fn run(&self) {
+        let mut refusals = RefusalLog::default();
         for stream in self.listener.incoming() {
             if self.stopping.load(Ordering::Acquire) {
                 break;
@@ -211,7 +212,7 @@ impl Server {
             let slot = match self.count.acquire(peer.ip(), &self.config) {
                 Ok(slot) => slot,
                 Err(refusal) => {
-                    log::debug!("{peer}: refused: {refusal}");
+                    refusals.log(peer, &refusal);
                     self.refuser.refuse(stream, refusal);
                     continue;
                 }
@@ -226,6 +227,36 @@ impl Server {
                 log::warn!("cannot start a thread for {peer}: {e}");
             }
         }
+    }
+}
+
+/// Logs the connections refused at the caps at `info`, but at most one
+/// line a second, counting the rest: a flood of connections over the caps
+/// must not turn into a flood of log lines written by the accept loop.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn log(&mut self, peer: SocketAddr, refusal: &HttpError) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now < last + Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            log::debug!("{peer}: refused: {refusal}");
+            return;
+        }
+        match std::mem::take(&mut self.unlogged) {
+            0 => log::info!("{peer}: refused: {refusal}"),
+            more => log::info!(
+                "{peer}: refused: {refusal} (and {more} more at the connection caps since the last such line)"
+            ),
+        }
+        self.last = Some(now);
     }
 }
 
@@ -249,7 +280,7 @@ impl Stopper {
 /// One accepted connection, on its own thread; `slot` is released when it
 /// ends, however it ends.
 fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn App, slot: Slot) {
-    let Some((stream, leftover)) = answer_request(stream, config, app) else {
+    let Some((stream, leftover)) = answer_request(stream, peer, config, app) else {
         return;
     };
     match conn::start(stream, &leftover, config.ws.clone()) {
@@ -269,23 +300,35 @@ fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn 
 #[inline(never)]
 fn answer_request(
     mut stream: TcpStream,
+    peer: SocketAddr,
     config: &ServerConfig,
     app: &dyn App,
 ) -> Option<(TcpStream, Vec<u8>)> {
     let deadline = Instant::now() + config.head_timeout;
     let (head, leftover) = match conn::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
-        Err(HeadError::Http(e)) => return refuse(&mut stream, &e),
-        Err(HeadError::Timeout) => return refuse(&mut stream, &HttpError::RequestTimeout),
+        Err(HeadError::Http(e)) => return refuse(&mut stream, peer, None, &e),
+        Err(HeadError::Timeout) => {
+            return refuse(&mut stream, peer, None, &HttpError::RequestTimeout);
+        }
         Err(HeadError::Eof | HeadError::Io(_)) => return None,
     };
     let request = match Request::parse(&head, &config.head) {
         Ok(request) => request,
-        Err(e) => return refuse(&mut stream, &e),
+        Err(e) => return refuse(&mut stream, peer, None, &e),
     };
     drop(head);
     if !request.wants_websocket() {
         let response = app.http(&request).unwrap_or_else(|e| e.response());
+        if log::log_enabled!(log::Level::Debug) {
+            let status = response.split(|&b| b == b'\r').next().unwrap_or_default();
+            log::debug!(
+                "{peer}: {} {} -> {}",
+                request.method,
+                request.path,
+                String::from_utf8_lossy(status)
+            );
+        }
         let _ = stream.set_write_timeout(Some(config.head_timeout));
         let _ = stream.write_all(&response);
         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -295,8 +338,14 @@ fn answer_request(
     let upgrade =
         match handshake::check_upgrade(&request).and_then(|u| app.check_upgrade(&u).map(|()| u)) {
             Ok(upgrade) => upgrade,
-            Err(e) => return refuse(&mut stream, &e),
+            Err(e) => return refuse(&mut stream, peer, Some(&request), &e),
         };
+    log::debug!(
+        "{peer}: WebSocket upgrade {} {} (origin {}) -> 101 Switching Protocols",
+        request.method,
+        request.path,
+        upgrade.origin.as_deref().unwrap_or("none")
+    );
     let _ = stream.set_write_timeout(Some(config.head_timeout));
     if stream
         .write_all(&handshake::accept_response(&upgrade))
@@ -402,10 +451,23 @@ fn drain_nonblocking(stream: &mut TcpStream, scratch: &mut [u8]) -> bool {
     true
 }
 
-/// Answer with an error status and close.
-/// Answer with `error`'s status; the connection ends here.
-fn refuse<T>(stream: &mut TcpStream, error: &HttpError) -> Option<T> {
-    log::debug!("refused: {error}");
+/// Answer with `error`'s status, and log why at `info`; the connection ends
+/// here. `request` is the parsed head, when it got that far.
+fn refuse<T>(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    request: Option<&Request>,
+    error: &HttpError,
+) -> Option<T> {
+    match request {
+        Some(request) => log::info!(
+            "{peer}: refused {} {} (origin {}): {error}",
+            request.method,
+            request.path,
+            request.text("origin").unwrap_or("none")
+        ),
+        None => log::info!("{peer}: refused: {error}"),
+    }
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = stream.write_all(&error.response());
     let _ = stream.shutdown(std::net::Shutdown::Write);

@@ -305,6 +305,33 @@ fn http_origin_policy() {
         403,
     );
     assert!(r.body.contains("origin"), "{}", r.body);
+    // The README's first try: the page from http://127.0.0.1:PORT/, a
+    // socket to ws://localhost:PORT. The answer names the refused origin and
+    // the flag that allows it, and the log says so at the default level.
+    let localhost = format!("http://localhost:{}", addr.port());
+    let r = expect_status(
+        addr,
+        "Origin: http://localhost:PORT",
+        &with_origin(&localhost),
+        403,
+    );
+    assert!(
+        r.body.contains(&format!("a page from {localhost} may not"))
+            && r.body.contains(&format!("--allow-origin {localhost}"))
+            && r.body.contains(&format!("http://{addr}/")),
+        "{}",
+        r.body
+    );
+    let logged = format!("refused GET / (origin {localhost}): 403 Forbidden: a page from");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !server.log().contains(&logged) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no info line {logged:?} in the log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     expect_status(
         addr,
         "Origin: https://chat.example.org (not listed)",

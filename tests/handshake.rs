@@ -298,7 +298,7 @@ fn malformed_heads_are_400() {
 fn every_error_response_is_well_formed() {
     for err in [
         HttpError::BadRequest("why"),
-        HttpError::Forbidden("origin"),
+        HttpError::Forbidden("origin".into()),
         HttpError::NotFound,
         HttpError::MethodNotAllowed,
         HttpError::RequestTimeout,

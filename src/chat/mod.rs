@@ -128,9 +128,14 @@ impl App for Chat {
             .origins
             .allows(upgrade.origin.as_deref(), &upgrade.host)
         {
-            return Err(HttpError::Forbidden(
-                "origin not allowed; see --allow-origin",
-            ));
+            let origin = upgrade.origin.as_deref().unwrap_or_default();
+            return Err(HttpError::Forbidden(format!(
+                "a page from {origin} may not open a WebSocket to http://{host}/ \
+                 (a different origin, refused against cross-site WebSocket hijacking); \
+                 open the page from http://{host}/ itself, \
+                 or start wschat with --allow-origin {origin}",
+                host = upgrade.host
+            )));
         }
         Ok(())
     }
@@ -145,10 +150,8 @@ impl App for Chat {
             Ok(first) => first,
             Err(closed) => {
                 log::info!(
-                    "{peer} #{id}: left before joining after {:?}: {} {}",
-                    started.elapsed(),
-                    closed.code,
-                    closed.reason
+                    "{peer} #{id}: left before joining after {:.1?}: {closed}",
+                    started.elapsed()
                 );
                 return;
             }
@@ -205,11 +208,8 @@ impl App for Chat {
             }
         };
         log::info!(
-            "{peer} #{id}: closed after {:.1?} with {} {}{}",
-            started.elapsed(),
-            closed.code,
-            closed.reason,
-            if closed.by_peer { " (by peer)" } else { "" }
+            "{peer} #{id}: closed after {:.1?}: {closed}",
+            started.elapsed()
         );
     }
 }
@@ -237,6 +237,7 @@ impl Chat {
                 true
             }
             Verdict::Refuse => {
+                log::debug!("#{id}: rate limited");
                 let mut error = ChatError::new(
                     ErrorCode::RateLimited,
                     "you are sending too fast; slow down",
@@ -248,6 +249,7 @@ impl Chat {
                 true
             }
             Verdict::Close => {
+                log::info!("#{id}: still flooding after rate_limited errors; closing with 1008");
                 sender.close(CloseCode::POLICY, "rate limit", true);
                 false
             }

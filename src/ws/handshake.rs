@@ -45,12 +45,13 @@ impl Default for HeadLimits {
 
 /// A request the server refuses, with the status that says why. The reason
 /// is sent as a one-line body so that a person with `curl` sees it too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpError {
     /// 400: malformed, or not a valid WebSocket upgrade.
     BadRequest(&'static str),
-    /// 403: an `Origin` the server does not accept (§4.2.2, §10.2).
-    Forbidden(&'static str),
+    /// 403: an `Origin` the server does not accept (§4.2.2, §10.2); the
+    /// reason names the origin and how to allow it.
+    Forbidden(String),
     /// 404: no such file.
     NotFound,
     /// 405: a method other than GET (or HEAD for files).
@@ -92,10 +93,10 @@ impl HttpError {
         }
     }
 
-    pub fn detail(&self) -> &'static str {
+    pub fn detail(&self) -> &str {
         match self {
+            HttpError::Forbidden(why) => why,
             HttpError::BadRequest(why)
-            | HttpError::Forbidden(why)
             | HttpError::UpgradeRequired(why)
             | HttpError::HeadersTooLarge(why)
             | HttpError::ServiceUnavailable(why) => why,
