@@ -1,8 +1,10 @@
 //! Command-line interface: `wschat` runs the chat server; `wschat echo` and
 //! `wschat autobahn-client` are the conformance modes.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -30,8 +32,9 @@ pub enum Mode {
 
 #[derive(Args, Debug)]
 pub struct EchoArgs {
+    /// Address to listen on: HOST:PORT, the host a name or an IP address.
     #[arg(long, default_value = "127.0.0.1:9001")]
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
 }
 
 #[derive(Args, Debug)]
@@ -48,9 +51,10 @@ pub struct AutobahnArgs {
 /// cap off (as load tests from one address need).
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on: HOST:PORT, the host a name (localhost) or an IP
+    /// address ([::1] for IPv6); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     /// Directory of the web page [default: www/ beside the crate, else beside the binary].
     #[arg(long)]
     pub www: Option<PathBuf>,
@@ -114,4 +118,115 @@ pub struct ServeArgs {
     /// Also accept WebSocket connections from pages of this origin ('*': any). Repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+}
+
+/// Where to listen, as given: `127.0.0.1:8080`, `localhost:0`, `[::1]:8080`.
+/// A host name is resolved when the server starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ListenAddr {
+    /// The addresses `host` stands for, IPv4 first (a browser that is given
+    /// `localhost` tries both families; most tools try the first).
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let mut addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot resolve {}: {e}", self.host))
+            })?
+            .collect();
+        addrs.sort_by_key(SocketAddr::is_ipv6);
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} has no address", self.host),
+            ));
+        }
+        Ok(addrs)
+    }
+
+    /// Is the host an IP address rather than a name?
+    pub fn is_ip(&self) -> bool {
+        self.host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ListenAddr, String> {
+        const EXPECTED: &str =
+            "expected HOST:PORT, such as 127.0.0.1:8080, localhost:0 or [::1]:8080";
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = s.rsplit_once(':').ok_or(EXPECTED)?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("bad port {port:?}: {EXPECTED}"))?;
+        let host = host.trim_matches(['[', ']']);
+        if host.is_empty() || host.contains([':', '/', ' ']) {
+            return Err(format!("bad host {host:?}: {EXPECTED}"));
+        }
+        Ok(ListenAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_take_names_and_ip_addresses() {
+        let parse = |s: &str| s.parse::<ListenAddr>();
+        assert_eq!(
+            parse("localhost:0"),
+            Ok(ListenAddr {
+                host: "localhost".into(),
+                port: 0
+            })
+        );
+        assert_eq!(
+            parse("127.0.0.1:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(parse("[::1]:8080").unwrap().host, "::1");
+        assert_eq!(parse("[::1]:8080").unwrap().to_string(), "[::1]:8080");
+        assert!(parse("[::1]:8080").unwrap().is_ip());
+        assert!(!parse("localhost:1").unwrap().is_ip());
+        for bad in [
+            "localhost",
+            "localhost:http",
+            ":8080",
+            "a b:80",
+            "host:70000",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let addrs = parse("localhost:0").unwrap().resolve().unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
 }

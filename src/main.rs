@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.mode {
-        Some(Mode::Echo(args)) => echo(args.addr),
+        Some(Mode::Echo(args)) => echo(&args.addr),
         Some(Mode::AutobahnClient(args)) => match wschat::autobahn::run(&args.url, &args.agent) {
             Ok(cases) => {
                 println!("autobahn-client: ran {cases} cases against {}", args.url);
@@ -28,6 +28,14 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
+    // Installed before anything is announced, so that a Ctrl-C or SIGTERM
+    // that comes right after the address line is not lost.
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    }) {
+        log::warn!("cannot handle Ctrl-C/SIGTERM: {e}");
+    }
     let running = match wschat::run::start(args, wschat::run::chat_config(args)) {
         Ok(running) => running,
         Err(e) => {
@@ -40,15 +48,9 @@ fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
         None => log::warn!("no www directory found; only the WebSocket is served (see --www)"),
     }
     println!(
-        "wschat: chat server on http://{}/ (open it in a browser; Ctrl-C stops)",
-        running.addr
+        "wschat: chat server on {} (open it in a browser; Ctrl-C stops)",
+        running.url
     );
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = stop_tx.try_send(());
-    }) {
-        log::warn!("cannot handle Ctrl-C/SIGTERM: {e}");
-    }
     let _ = stop_rx.recv();
     log::info!("shutting down: closing every client with 1001");
     running.shutdown();
@@ -56,14 +58,14 @@ fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn echo(addr: std::net::SocketAddr) -> ExitCode {
+fn echo(addr: &wschat::cli::ListenAddr) -> ExitCode {
     let mut ws = Config::new(Role::Server);
     ws.limits = Limits::LARGE;
     ws.queue_len = 1024;
-    let listener = match wschat::server::bind(addr) {
+    let listener = match wschat::run::listen(addr) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("wschat echo: cannot listen on {addr}: {e}");
+            eprintln!("wschat echo: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -11,7 +11,7 @@ use crate::chat::history::History;
 use crate::chat::hub::{Event, Hub};
 use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
-use crate::cli::ServeArgs;
+use crate::cli::{ListenAddr, ServeArgs};
 use crate::server::{ConnectionCount, Server, ServerConfig, Stopper};
 use crate::static_files::StaticFiles;
 use crate::ws::handshake::HeadLimits;
@@ -20,6 +20,8 @@ use crate::ws::{Config, Limits, Role};
 /// A chat server running on background threads.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The page's address, with the host as given to `--addr`.
+    pub url: String,
     pub www: Option<PathBuf>,
     events: crossbeam_channel::Sender<Event>,
     stopper: Stopper,
@@ -44,6 +46,63 @@ pub fn default_www() -> PathBuf {
         return dir;
     }
     PathBuf::from("www")
+}
+
+/// Listen on the first address `addr` resolves to (IPv4 first); the next
+/// one is tried only when this machine lacks the first (no IPv6, say), not
+/// when its port is taken. The error says which address failed, and what to
+/// do about it.
+pub fn listen(addr: &ListenAddr) -> std::io::Result<std::net::TcpListener> {
+    let mut last = None;
+    for resolved in addr.resolve()? {
+        match crate::server::bind(resolved) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                let try_next = e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    || e.raw_os_error() == Some(libc::EAFNOSUPPORT);
+                last = Some((resolved, e));
+                if !try_next {
+                    break;
+                }
+            }
+        }
+    }
+    let (resolved, e) = last.expect("resolve returns at least one address");
+    let shown = if addr.is_ip() {
+        addr.to_string()
+    } else {
+        format!("{addr} ({resolved})")
+    };
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another program (perhaps another wschat) is using port {}; stop it, \
+             or choose another port: --addr 127.0.0.1:0 picks a free one",
+            addr.port
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; try --addr 127.0.0.1:8080".to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this machine; try --addr 127.0.0.1:8080 \
+             (this machine only) or --addr 0.0.0.0:8080 (every interface)",
+            resolved.ip()
+        ),
+        _ => "see --addr in wschat --help".to_owned(),
+    };
+    Err(std::io::Error::new(
+        e.kind(),
+        format!("cannot listen on {shown}: {e}; {hint}"),
+    ))
+}
+
+/// `http://HOST:PORT/` with the host as the user wrote it (a name stays a
+/// name) and the port actually bound (for port 0).
+fn page_url(asked: &ListenAddr, bound: SocketAddr) -> String {
+    if asked.is_ip() {
+        format!("http://{bound}/")
+    } else {
+        format!("http://{}:{}/", asked.host, bound.port())
+    }
 }
 
 /// The WebSocket and server settings the flags describe.
@@ -101,8 +160,9 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
         })?,
         None => History::in_memory(args.history),
     };
-    let listener = crate::server::bind(args.addr)?;
+    let listener = listen(&args.addr)?;
     let addr = listener.local_addr()?;
+    let url = page_url(&args.addr, addr);
     let www = args.www.clone().unwrap_or_else(default_www);
     let files = StaticFiles::new(&www);
     let www = files.root().map(PathBuf::from);
@@ -122,6 +182,7 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
         .spawn(move || server.run())?;
     Ok(Running {
         addr,
+        url,
         www,
         events,
         stopper,
