@@ -31,7 +31,7 @@ impl App for Echo {
                     }
                 }
                 Err(closed) => {
-                    log::debug!("{peer}: closed {} {}", closed.code, closed.reason);
+                    log::debug!("{peer}: closed {closed}");
                     break;
                 }
             }

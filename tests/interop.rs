@@ -1194,6 +1194,8 @@ fn b_close_initiated_by_the_tungstenite_server() {
             code: CloseCode(4001),
             reason: "server bye".into(),
             by_peer: true,
+            sent: Some(CloseCode(4001)),
+            received: Some(CloseCode(4001)),
         }
     );
     let log = join(server);

@@ -208,6 +208,11 @@ impl Hub {
             return;
         }
         self.broadcast(&ServerMessage::Join { user: &user }.to_json());
+        log::debug!(
+            "#{id} joined as {:?} ({} online; history after {resume:?})",
+            user.name,
+            self.clients.len() + 1
+        );
         self.joined_at.insert(id, self.outbox.len());
         self.clients.insert(id, Client { user, sender });
     }
@@ -243,6 +248,11 @@ impl Hub {
             self.users_json = None;
             self.joined_at.remove(&id);
             self.broadcast(&ServerMessage::Leave { user: &client.user }.to_json());
+            log::debug!(
+                "#{id} ({:?}) left ({} online)",
+                client.user.name,
+                self.clients.len()
+            );
         }
     }
 
@@ -254,6 +264,7 @@ impl Hub {
             return;
         }
         let old = std::mem::replace(&mut client.user.name, name);
+        log::debug!("#{id} renamed {old:?} -> {:?}", client.user.name);
         let json = ServerMessage::Rename {
             user: &client.user,
             old: &old,

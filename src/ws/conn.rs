@@ -36,7 +36,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ use super::frame::{OpCode, Role, close_payload, encode_frame};
 use super::mask::MaskSource;
 use super::message::{Decoder, Event, Limits, Message};
 use super::queue::{QueueReceiver, QueueSender, queue};
+use super::trace;
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -171,12 +172,47 @@ pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether our Close frame is written, or being written, and the code it
+/// carries. Once it is, nothing more may be sent (§5.5.1), and a Close from
+/// the peer is the answer to ours.
+#[derive(Debug, Default)]
+struct CloseSent(AtomicU32);
+
+/// Set in [`CloseSent`] once our Close is out; the low 16 bits hold its code.
+const CLOSE_SENT: u32 = 1 << 16;
+
+impl CloseSent {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    /// Our Close with this payload is going out.
+    fn set(&self, payload: &[u8]) {
+        let code = u32::from(payload_code(payload).0);
+        self.0.store(CLOSE_SENT | code, Ordering::Release);
+    }
+
+    /// The code of our Close (1005 for one without a code), once sent.
+    fn code(&self) -> Option<CloseCode> {
+        let v = self.0.load(Ordering::Acquire);
+        (v != 0).then_some(CloseCode((v & 0xFFFF) as u16))
+    }
+}
+
+/// The code a Close payload carries; 1005 when it has none (§7.1.5).
+fn payload_code(payload: &[u8]) -> CloseCode {
+    match payload {
+        [hi, lo, ..] => CloseCode(u16::from_be_bytes([*hi, *lo])),
+        _ => CloseCode::NO_STATUS,
+    }
+}
+
 /// State the reader, the writer and the senders share.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Our Close frame is written, or being written: nothing more may be
-    /// sent (§5.5.1), and a Close from the peer is the answer to ours.
-    close_sent: AtomicBool,
+    close_sent: CloseSent,
+    /// The peer's address, for the frame trace.
+    peer: Option<std::net::SocketAddr>,
     /// Held while writing to the socket.
     wire: Mutex<Wire>,
     /// Control frames queued and not yet written. Data skips the queue only
@@ -333,6 +369,7 @@ impl Sender {
     /// queued before it (see [`Sender::nothing_before`]); `Ok(Some(frame))`
     /// hands it back for the queue.
     fn write_now(&self, frame: Outgoing) -> Result<Option<Outgoing>, TrySend> {
+        trace::frames_out(self.shared.peer, self.role, frame.as_ref());
         let Ok(mut wire) = self.shared.wire.try_lock() else {
             return Ok(Some(frame)); // The writer is busy: join its queue.
         };
@@ -340,7 +377,7 @@ impl Sender {
     }
 
     fn write_locked(&self, wire: &mut Wire, frame: Outgoing) -> Result<Option<Outgoing>, TrySend> {
-        if self.shared.close_sent.load(Ordering::Acquire) {
+        if self.shared.close_sent.is_set() {
             return Err(TrySend::Disconnected);
         }
         if !self.nothing_before(wire) {
@@ -389,13 +426,14 @@ impl Sender {
         let Ok(mut wire) = self.shared.wire.try_lock() else {
             return false;
         };
-        if self.shared.close_sent.load(Ordering::Acquire) || !self.nothing_before(&wire) {
+        if self.shared.close_sent.is_set() || !self.nothing_before(&wire) {
             return false;
         }
         let frame = encode(self.role, OpCode::Close, payload);
+        trace::frames_out(self.shared.peer, self.role, &frame);
         match send_without_blocking(&self.stream, &frame) {
             Ok(n) if n == frame.len() => {
-                self.shared.close_sent.store(true, Ordering::Release);
+                self.shared.close_sent.set(payload);
                 drop(wire);
                 end_tcp_after_close(&self.stream, kind, self.role);
                 true
@@ -403,7 +441,7 @@ impl Sender {
             Ok(n) if n > 0 => {
                 // Part of our Close is out: from here on only its rest may
                 // follow, and the writer is the one who can wait to send it.
-                self.shared.close_sent.store(true, Ordering::Release);
+                self.shared.close_sent.set(payload);
                 wire.partial = Some(Outgoing::Owned(frame).advance(n));
                 drop(wire);
                 if self.control.send(Control::Finish(kind)).is_err() {
@@ -414,7 +452,7 @@ impl Sender {
             Ok(_) => false,
             Err(e) if no_room(&e) => false,
             Err(_) => {
-                self.shared.close_sent.store(true, Ordering::Release);
+                self.shared.close_sent.set(payload);
                 let _ = self.stream.shutdown(Shutdown::Both);
                 true
             }
@@ -440,7 +478,7 @@ impl Sender {
     /// sent first; without, they are dropped (for a peer that is too slow
     /// to read them anyway). Does not block.
     pub fn close(&self, code: CloseCode, reason: &str, flush: bool) {
-        if self.shared.close_sent.load(Ordering::Acquire) {
+        if self.shared.close_sent.is_set() {
             return; // Ours is out already; nothing may follow it (§5.5.1).
         }
         let frame = close_payload(code.0, reason);
@@ -458,15 +496,48 @@ pub struct Closed {
     pub reason: String,
     /// Who started the end: the peer (its Close, or TCP going away) or us.
     pub by_peer: bool,
+    /// The code of the Close we sent (1005: one without a code), if we did.
+    pub sent: Option<CloseCode>,
+    /// The code of the peer's Close (1005: one without a code), if it came.
+    pub received: Option<CloseCode>,
 }
 
 impl Closed {
-    fn abnormal(reason: impl Into<String>) -> Closed {
+    /// Ended by us or by the peer with `code`; no Close frame counted yet.
+    fn new(code: CloseCode, reason: impl Into<String>, by_peer: bool) -> Closed {
         Closed {
-            code: CloseCode::ABNORMAL,
+            code,
             reason: reason.into(),
-            by_peer: true,
+            by_peer,
+            sent: None,
+            received: None,
         }
+    }
+
+    fn abnormal(reason: impl Into<String>) -> Closed {
+        Closed::new(CloseCode::ABNORMAL, reason, true)
+    }
+}
+
+impl std::fmt::Display for Closed {
+    /// `1001 "going away", by the peer (received 1001, sent 1001)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code)?;
+        if !self.reason.is_empty() {
+            write!(f, " {:?}", self.reason)?;
+        }
+        f.write_str(if self.by_peer {
+            ", by the peer"
+        } else {
+            ", by us"
+        })?;
+        let code = |c: Option<CloseCode>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        write!(
+            f,
+            " (received {}, sent {})",
+            code(self.received),
+            code(self.sent)
+        )
     }
 }
 
@@ -509,6 +580,8 @@ struct ReaderState {
     last_heard: Instant,
     ping_sent: Option<Instant>,
     timeout_set: Option<Duration>,
+    /// The code of a Close this reader handed to the writer, not yet sent.
+    close_queued: Option<CloseCode>,
     closed: Option<Closed>,
 }
 
@@ -580,7 +653,15 @@ fn halves(
         control: (control_tx, control_rx),
         alive: (alive_tx, alive_rx),
     } = channels;
-    let shared = Arc::new(Shared::default());
+    let tracing = trace::enabled();
+    let shared = Arc::new(Shared {
+        peer: if tracing {
+            stream.peer_addr().ok()
+        } else {
+            None
+        },
+        ..Shared::default()
+    });
     let writer = Writer {
         stream: write_half,
         data: data_rx,
@@ -616,7 +697,11 @@ fn halves(
     buf[..leftover.len()].copy_from_slice(leftover);
     let reader = ReaderState {
         stream,
-        decoder: Decoder::new(config.role, config.limits),
+        decoder: {
+            let mut decoder = Decoder::new(config.role, config.limits);
+            decoder.trace_as(shared.peer);
+            decoder
+        },
         buf,
         start: 0,
         end: leftover.len(),
@@ -626,6 +711,7 @@ fn halves(
         last_heard: Instant::now(),
         ping_sent: None,
         timeout_set: None,
+        close_queued: None,
         closed: None,
         config,
     };
@@ -646,7 +732,8 @@ impl ReaderState {
     /// The connection is over: remember how, and release a writer waiting
     /// for the closing handshake (§7.1.1) now rather than when the `Reader`
     /// is dropped, so that it ends and later sends fail with `Disconnected`.
-    fn finish(&mut self, closed: Closed) -> Closed {
+    fn finish(&mut self, mut closed: Closed) -> Closed {
+        closed.sent = self.shared.close_sent.code().or(self.close_queued);
         self.closed = Some(closed.clone());
         self.alive = None;
         closed
@@ -686,23 +773,19 @@ impl ReaderState {
                             CloseKind::Fail,
                         );
                         self.linger();
-                        return Err(Closed {
-                            code: frame.code,
-                            reason: frame.reason,
-                            by_peer: false,
-                        });
+                        return Err(Closed::new(frame.code, frame.reason, false));
                     }
                 };
                 self.start += used;
                 match event {
                     Some(Event::Message(message)) => {
-                        if self.shared.close_sent.load(Ordering::Acquire) {
+                        if self.shared.close_sent.is_set() {
                             continue; // §5.5.1: we are closing; data is discarded.
                         }
                         return Ok(Some(message));
                     }
                     Some(Event::Ping(payload)) => {
-                        if !self.shared.close_sent.load(Ordering::Acquire) {
+                        if !self.shared.close_sent.is_set() {
                             // Blocks while 8 replies are pending: a peer that
                             // pings without reading is slowed to its own pace.
                             let pong = encode(self.config.role, OpCode::Pong, &payload);
@@ -725,16 +808,13 @@ impl ReaderState {
     /// The peer's Close arrived: echo it unless we closed first (§5.5.1),
     /// then let the socket go.
     fn peer_closed(&mut self, frame: Option<CloseFrame>) -> Closed {
-        let we_closed_first = self.shared.close_sent.load(Ordering::Acquire);
+        let we_closed_first = self.shared.close_sent.is_set();
         let (code, reason) = match &frame {
             Some(f) => (f.code, f.reason.clone()),
             None => (CloseCode::NO_STATUS, String::new()),
         };
-        let closed = Closed {
-            code,
-            reason,
-            by_peer: !we_closed_first,
-        };
+        let mut closed = Closed::new(code, reason, !we_closed_first);
+        closed.received = Some(code);
         if we_closed_first {
             if self.config.role == Role::Server {
                 // The server closes TCP first (§7.1.1). The writer does it
@@ -755,7 +835,8 @@ impl ReaderState {
         closed
     }
 
-    fn queue_close(&self, payload: Vec<u8>, kind: CloseKind) {
+    fn queue_close(&mut self, payload: Vec<u8>, kind: CloseKind) {
+        self.close_queued = Some(payload_code(&payload));
         if self.out.close_now(&payload, kind) {
             return;
         }
@@ -816,13 +897,13 @@ impl ReaderState {
             match (&*self.stream).read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     let _ = self.stream.shutdown(Shutdown::Both);
-                    if self.shared.close_sent.load(Ordering::Acquire) {
+                    if self.shared.close_sent.is_set() {
                         // We started the close; the peer never finished it.
-                        return Err(Closed {
-                            code: CloseCode::ABNORMAL,
-                            reason: "no answer to our close frame".into(),
-                            by_peer: false,
-                        });
+                        return Err(Closed::new(
+                            CloseCode::ABNORMAL,
+                            "no answer to our close frame",
+                            false,
+                        ));
                     }
                     let why = if self.decoder.is_mid_message() {
                         "connection ended in the middle of a message"
@@ -884,14 +965,19 @@ impl ReaderState {
         let now = Instant::now();
         match self.ping_sent {
             Some(sent) if now >= sent + self.config.pong_timeout => {
+                log::debug!(
+                    "{}: no answer to our ping within {:?}; dropping it",
+                    peer_of(&self.stream),
+                    self.config.pong_timeout
+                );
                 let _ = self.stream.shutdown(Shutdown::Both);
-                Err(Closed {
-                    code: CloseCode::ABNORMAL,
-                    reason: "no answer to ping".into(),
-                    by_peer: false,
-                })
+                Err(Closed::new(CloseCode::ABNORMAL, "no answer to ping", false))
             }
             None if now >= self.last_heard + interval => {
+                log::debug!(
+                    "{}: silent for {interval:?}; sending a ping",
+                    peer_of(&self.stream)
+                );
                 self.ping_sent = Some(now);
                 let ping = encode(self.config.role, OpCode::Ping, &[]);
                 let _ = self.out.send_control(ping, false);
@@ -958,7 +1044,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if self.shared.close_sent.load(Ordering::Acquire) {
+            if self.shared.close_sent.is_set() {
                 // The reader wrote our Close itself (`Sender::close_now`):
                 // only the rest of it may still go out, nothing after it
                 // (§5.5.1) — not what was queued, nor a Close of our own.
@@ -1006,12 +1092,14 @@ impl Writer {
             let head = wire.partial.take().into_iter().chain(controls.drain(..));
             batch.splice(0..0, head);
             if let Some((payload, _)) = &close {
-                batch.push(Outgoing::Owned(encode(self.role, OpCode::Close, payload)));
+                let frame = encode(self.role, OpCode::Close, payload);
+                trace::frames_out(self.shared.peer, self.role, &frame);
+                batch.push(Outgoing::Owned(frame));
                 // Set before the write, not after: the peer's answer to our
                 // Close can arrive and be read before `write` returns here,
                 // and the reader must then take it as the echo of ours, not
                 // as a Close of the peer's own to be echoed (§5.5.1, §7.1.1).
-                self.shared.close_sent.store(true, Ordering::Release);
+                self.shared.close_sent.set(payload);
             }
             let written = write_all_vectored(&self.stream, &batch);
             // Only now, with the frames on the wire, may a sender skip the
@@ -1107,6 +1195,13 @@ fn end_tcp_after_close(stream: &TcpStream, kind: CloseKind, role: Role) {
         // The writer waits for the peer's echo (`Writer::after_close`).
         (CloseKind::Initiate { .. }, _) => {}
     }
+}
+
+/// The peer's address, for a log line.
+fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map_or_else(|_| "-".to_owned(), |p| p.to_string())
 }
 
 /// The socket had no room just now (or the call was interrupted): the
@@ -1469,7 +1564,7 @@ mod tests {
             // sender queued while the reader held the wire.
             let mut wire = sender.shared.wire();
             (&*sender.stream).write_all(&close[..3]).unwrap();
-            sender.shared.close_sent.store(true, Ordering::Release);
+            sender.shared.close_sent.set(&close_payload(1000, "done"));
             wire.partial = Some(Outgoing::Owned(close.clone()).advance(3));
             let late = Outgoing::Owned(encode(Role::Server, OpCode::Text, b"late"));
             sender.data.try_send(late).unwrap();

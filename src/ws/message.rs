@@ -11,6 +11,7 @@
 use super::close::{CloseFrame, ProtocolError, parse_close_payload};
 use super::frame::{FrameHeader, OpCode, Role};
 use super::mask::apply_mask;
+use super::trace;
 use super::utf8::Utf8Validator;
 
 /// Size limits on what a peer may send (§10.4: "implementations SHOULD
@@ -101,6 +102,8 @@ pub struct Decoder {
     /// The first error, once there is one: it is reported again by every
     /// later call (see [`Decoder::decode`]).
     failed: Option<ProtocolError>,
+    /// Whose frames these are, when each frame is to be logged ([`trace`]).
+    trace: Option<std::net::SocketAddr>,
 }
 
 impl Decoder {
@@ -114,7 +117,14 @@ impl Decoder {
             fragments: 0,
             control: Vec::new(),
             failed: None,
+            trace: None,
         }
+    }
+
+    /// Log every frame this decoder reads as coming from `peer` (at trace
+    /// level, see [`trace`]).
+    pub fn trace_as(&mut self, peer: Option<std::net::SocketAddr>) {
+        self.trace = peer;
     }
 
     /// Consume bytes from the front of `input` and report what they complete.
@@ -168,6 +178,9 @@ impl Decoder {
             let chunk = &mut input[pos..pos + take];
             if let Some(key) = header.mask {
                 apply_mask(chunk, key, (frame.received % 4) as usize);
+            }
+            if frame.received == 0 && self.trace.is_some() {
+                trace::frame(trace::Direction::In, self.trace, &header, chunk);
             }
             frame.received += take as u64;
             let done = frame.received == header.payload_len;

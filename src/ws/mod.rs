@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod queue;
+pub mod trace;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ProtocolError};

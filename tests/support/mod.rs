@@ -62,7 +62,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if std::env::var_os("RUST_LOG").is_none() {
+        if std::env::var_os("RUST_LOG").is_none() && !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info");
         }
         let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
