@@ -47,6 +47,7 @@ export class Server {
     this.historyFile = historyFile;
     this.port = 0;
     this.proc = null;
+    this.args = []; // more flags for the next start, e.g. ['--max-text', '8000']
     this.logPath = path.join(LOGS, `${label}.log`);
     fs.writeFileSync(this.logPath, '');
   }
@@ -67,7 +68,7 @@ export class Server {
   }
 
   async #startOnce() {
-    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--history-file', this.historyFile];
+    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--history-file', this.historyFile, ...this.args];
     this.log(`\n=== start: ${BIN} ${args.join(' ')}\n`);
     const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
     children.add(proc);
@@ -255,9 +256,10 @@ export class Scenario {
     return s;
   }
 
-  async user(name, { viewport = { width: 960, height: 680 }, colorScheme = 'light' } = {}) {
+  // Extra options (e.g. hasTouch, isMobile) go to browser.newContext as they are.
+  async user(name, { viewport = { width: 960, height: 680 }, colorScheme = 'light', ...contextOptions } = {}) {
     const b = await browser();
-    const context = await b.newContext({ viewport, colorScheme, reducedMotion: 'reduce' });
+    const context = await b.newContext({ viewport, colorScheme, reducedMotion: 'reduce', ...contextOptions });
     context.setDefaultTimeout(WAIT);
     const page = await context.newPage();
     const u = new User(this, name, page, context);

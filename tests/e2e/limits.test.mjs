@@ -22,12 +22,32 @@ scenario('a message over 4000 characters shows the server\'s error to the user',
   await input.press('Enter');
   await bob.waitMessage(max);
 
-  // One over: the counter says so, the page lets the server judge, and shows its error.
+  // One over: the counter says so, and the page does not send what would only bounce.
   const tooLong = 'x'.repeat(4001);
   await input.fill(tooLong);
   assert.match(await counter.innerText(), /4001 \/ 4000/);
   assert.match(await counter.getAttribute('class'), /over/);
+  assert.equal(await alice.page.locator('#send').isDisabled(), true, 'Send is disabled over the limit');
   await input.press('Enter');
+  await alice.page.waitForTimeout(300);
+  assert.equal(await alice.page.locator('#messages > li.msg.pending').count(), 0, 'Enter sent nothing over the limit');
+
+  // The server still judges what it gets, and the user sees its error: here a message
+  // queued while offline under a higher limit (a server run with --max-text 8000) is
+  // sent once the server is back with 4000.
+  server.args = ['--max-text', '8000'];
+  await server.kill('SIGKILL');
+  await alice.waitState('offline');
+  await server.start({ tries: 20 });
+  await alice.waitOnline(20_000);
+  await alice.page.waitForFunction(() => !document.querySelector('#send').disabled, null, { timeout: 5000 });
+  await server.kill('SIGKILL');
+  await alice.waitState('offline');
+  await input.press('Enter'); // queued: the page knows 8000 as the limit
+  await alice.page.locator('#messages > li.msg.pending').first().waitFor({ state: 'visible' });
+  server.args = [];
+  await server.start({ tries: 20 });
+  await alice.waitOnline(20_000);
 
   const failed = alice.page.locator('#messages > li.msg.failed');
   await failed.waitFor({ state: 'visible' });
@@ -55,6 +75,6 @@ scenario('a message over 4000 characters shows the server\'s error to the user',
   await input.press('Enter');
   await bob.waitMessage('x'.repeat(4000));
   await alice.waitMessage('x'.repeat(4000));
-  // The connection stayed open throughout.
+  // The connection stayed open after the refusal.
   assert.equal(await alice.page.locator('#status').getAttribute('data-state'), 'online');
 });
