@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 
+use crate::http::{self, HttpError, Request};
 use crate::server::App;
-use crate::ws::handshake::{HttpError, Request, Upgrade};
+use crate::ws::handshake::Upgrade;
 use crate::ws::{Reader, Sender};
 
 pub struct Echo;
@@ -13,7 +14,7 @@ pub struct Echo;
 impl App for Echo {
     fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError> {
         match request.path.as_str() {
-            "/healthz" => Ok(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_vec()),
+            http::HEALTH_PATH => Ok(http::health(request.method == "HEAD")),
             _ => Err(HttpError::NotFound),
         }
     }

@@ -5,14 +5,15 @@
 //!   connection layer.
 //! - [`server`]: the accept loop, one thread per connection.
 //! - [`chat`]: the hub, the chat protocol, history.
-//! - [`static_files`], [`echo`], [`autobahn`], [`cli`], [`run`].
+//! - [`http`]: request heads, refusals, static files and the health check.
+//! - [`echo`], [`autobahn`], [`cli`], [`run`].
 #![forbid(unsafe_code)]
 
 pub mod autobahn;
 pub mod chat;
 pub mod cli;
 pub mod echo;
+pub mod http;
 pub mod run;
 pub mod server;
-pub mod static_files;
 pub mod ws;

@@ -12,9 +12,8 @@ use crate::chat::hub::{Event, Hub};
 use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
 use crate::cli::{ListenAddr, ServeArgs};
+use crate::http::{HeadLimits, StaticFiles};
 use crate::server::{ConnectionCount, Server, ServerConfig, Stopper};
-use crate::static_files::StaticFiles;
-use crate::ws::handshake::HeadLimits;
 use crate::ws::{Config, Limits, Role};
 
 /// A chat server running on background threads.

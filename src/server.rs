@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::ws::conn::{self, HeadError};
-use crate::ws::handshake::{self, HeadLimits, HttpError, Request, Upgrade};
+use crate::http::{self, HeadError, HeadLimits, HttpError, Request};
+use crate::ws::conn;
+use crate::ws::handshake::{self, Upgrade};
 use crate::ws::{Config, Reader, Sender};
 
 /// Pending connections the kernel holds for `accept`. std listens with 128,
@@ -305,7 +306,7 @@ fn answer_request(
     app: &dyn App,
 ) -> Option<(TcpStream, Vec<u8>)> {
     let deadline = Instant::now() + config.head_timeout;
-    let (head, leftover) = match conn::read_head(&mut stream, &config.head, deadline) {
+    let (head, leftover) = match http::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
         Err(HeadError::Http(e)) => return refuse(&mut stream, peer, None, &e),
         Err(HeadError::Timeout) => {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender as EventSender;
 
+use crate::http::{HttpError, Request, StaticFiles};
 use crate::server::App;
-use crate::static_files::StaticFiles;
-use crate::ws::handshake::{HttpError, Request, Upgrade};
+use crate::ws::handshake::Upgrade;
 use crate::ws::{CloseCode, Message, Outgoing, Reader, Sender};
 use hub::{Event, text_frame};
 use protocol::{ChatError, Command, ErrorCode, TextLimits};

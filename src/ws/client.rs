@@ -7,10 +7,11 @@ use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::conn::{self, Config, HeadError, Reader, Sender};
+use super::conn::{self, Config, Reader, Sender};
 use super::frame::Role;
-use super::handshake::{self, ClientHandshakeError, HeadLimits};
+use super::handshake::{self, ClientHandshakeError};
 use super::mask::MaskSource;
+use crate::http::{self, HeadError, HeadLimits, HttpError};
 
 /// Why [`connect`] failed.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub enum ConnectError {
     Timeout,
     Handshake(ClientHandshakeError),
     /// The head of the server's answer is too large.
-    Http(handshake::HttpError),
+    Http(HttpError),
 }
 
 impl fmt::Display for ConnectError {
@@ -84,7 +85,7 @@ pub fn connect(
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&request.bytes)?;
     let (head, leftover) =
-        conn::read_head(&mut stream, &HeadLimits::default(), deadline).map_err(|e| match e {
+        http::read_head(&mut stream, &HeadLimits::default(), deadline).map_err(|e| match e {
             HeadError::Http(e) => ConnectError::Http(e),
             HeadError::Timeout => ConnectError::Timeout,
             HeadError::Eof => ConnectError::Io(io::ErrorKind::UnexpectedEof.into()),

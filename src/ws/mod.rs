@@ -12,7 +12,6 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
-pub mod queue;
 pub mod trace;
 pub mod utf8;
 

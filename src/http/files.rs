@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ws::handshake::{HttpError, Request};
+use super::{HEALTH_PATH, HttpError, Request, health, response};
 
 #[derive(Clone, Debug)]
 pub struct StaticFiles {
@@ -38,14 +38,8 @@ impl StaticFiles {
             _ => return Err(HttpError::MethodNotAllowed),
         };
         let path = request.path.split(['?', '#']).next().unwrap_or("");
-        if path == "/healthz" {
-            return Ok(response(
-                200,
-                "OK",
-                "text/plain; charset=utf-8",
-                b"ok\n",
-                head_only,
-            ));
+        if path == HEALTH_PATH {
+            return Ok(health(head_only));
         }
         let relative = safe_relative_path(path)?;
         let root = self.root.as_ref().ok_or(HttpError::NotFound)?;
@@ -127,25 +121,6 @@ fn content_type(path: &Path) -> &'static str {
         "webmanifest" => "application/manifest+json",
         _ => "application/octet-stream",
     }
-}
-
-/// A complete response; for HEAD, the same headers without the body.
-pub fn response(
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    head_only: bool,
-) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,44 @@
+//! The plain HTTP/1.1 the server speaks before a WebSocket exists: reading
+//! a request head within limits ([`head`]), parsing it ([`request`]),
+//! refusing it with the right status ([`HttpError`]), and answering it with
+//! a file from `www/` or the health check ([`files`]).
+//!
+//! The WebSocket upgrade itself (RFC 6455 §4) is checked in
+//! [`crate::ws::handshake`], on a [`Request`] read here.
+
+pub mod error;
+pub mod files;
+pub mod head;
+pub mod request;
+
+pub use error::HttpError;
+pub use files::StaticFiles;
+pub use head::{HeadError, HeadLimits, HeadScanner, read_head};
+pub use request::{Request, trim};
+
+/// A complete response; for HEAD, the same headers without the body.
+pub fn response(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The path of the health check, answered by every mode of the server.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The answer to a `GET` (or `HEAD`) of [`HEALTH_PATH`].
+pub fn health(head_only: bool) -> Vec<u8> {
+    response(200, "OK", "text/plain; charset=utf-8", b"ok\n", head_only)
+}
