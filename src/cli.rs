@@ -8,6 +8,20 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::chat::ChatConfig;
+use crate::chat::protocol::TextLimits;
+use crate::http::HeadLimits;
+use crate::server::ServerConfig;
+use crate::ws::{Config, Role};
+
+/// Every default below is the library's own, so that a server built from
+/// the library (as the tests build one) is the server the binary runs.
+const WS: Config = Config::new(Role::Server);
+
+fn secs(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| d.as_secs())
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "wschat",
@@ -68,52 +82,52 @@ pub struct ServeArgs {
     #[arg(long)]
     pub fsync: bool,
     /// Open connections before new ones get HTTP 503 (0: no cap).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = ServerConfig::new(WS).max_connections)]
     pub max_connections: usize,
     /// Open connections per IP address (IPv6: per /64) before new ones get HTTP 503 (0: no cap).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ServerConfig::new(WS).max_per_ip)]
     pub max_per_ip: usize,
     /// Largest WebSocket message in bytes (close 1009 beyond).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = WS.limits.max_message)]
     pub max_message: usize,
     /// Largest WebSocket frame in bytes [default: --max-message].
     #[arg(long)]
     pub max_frame: Option<usize>,
     /// Most fragments per WebSocket message.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = WS.limits.max_fragments)]
     pub max_fragments: usize,
     /// Longest chat message in characters, after trimming.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = TextLimits::default().max_text)]
     pub max_text: usize,
     /// Chat messages per second per connection (0: no limit).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = ChatConfig::default().rate)]
     pub rate: f64,
     /// Burst allowance of the rate limit.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = ChatConfig::default().burst)]
     pub burst: u32,
     /// Frames queued per client before it counts as too slow (close 1008).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = WS.queue_len)]
     pub queue: usize,
     /// Seconds of silence before the server pings a client (0: never).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = secs(WS.ping_interval))]
     pub ping_interval: u64,
     /// Seconds a pinged client has to answer before it is dropped.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = WS.pong_timeout.as_secs())]
     pub pong_timeout: u64,
     /// Seconds to wait for the peer's half of the closing handshake.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = WS.close_timeout.as_secs())]
     pub close_timeout: u64,
     /// Seconds a blocked write may take before the client is dropped.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = secs(WS.write_timeout))]
     pub write_timeout: u64,
     /// Seconds for the whole HTTP request head to arrive.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = ServerConfig::new(WS).head_timeout.as_secs())]
     pub head_timeout: u64,
     /// Largest HTTP request head in bytes.
-    #[arg(long, default_value_t = 8 * 1024)]
+    #[arg(long, default_value_t = HeadLimits::default().max_head)]
     pub max_head: usize,
     /// Most HTTP request headers.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = HeadLimits::default().max_headers)]
     pub max_headers: usize,
     /// Also accept WebSocket connections from pages of this origin ('*': any). Repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]

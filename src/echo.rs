@@ -7,9 +7,18 @@ use std::net::SocketAddr;
 use crate::http::{self, HttpError, Request};
 use crate::server::App;
 use crate::ws::handshake::Upgrade;
-use crate::ws::{Reader, Sender};
+use crate::ws::{Config, Limits, Reader, Role, Sender};
 
 pub struct Echo;
+
+/// Echo mode's connection settings: the defaults, with the large limits the
+/// Autobahn 9.x cases need (16 MiB messages, 65,536 fragments and more).
+pub fn ws_config() -> Config {
+    Config {
+        limits: Limits::LARGE,
+        ..Config::new(Role::Server)
+    }
+}
 
 impl App for Echo {
     fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use clap::Parser;
 use wschat::cli::{Cli, Mode};
 use wschat::server::{Server, ServerConfig};
-use wschat::ws::{Config, Limits, Role};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -59,9 +58,6 @@ fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
 }
 
 fn echo(addr: &wschat::cli::ListenAddr) -> ExitCode {
-    let mut ws = Config::new(Role::Server);
-    ws.limits = Limits::LARGE;
-    ws.queue_len = 1024;
     let listener = match wschat::run::listen(addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -71,7 +67,7 @@ fn echo(addr: &wschat::cli::ListenAddr) -> ExitCode {
     };
     let server = Server::new(
         listener,
-        ServerConfig::new(ws),
+        ServerConfig::new(wschat::echo::ws_config()),
         Arc::new(wschat::echo::Echo),
     );
     if let Ok(addr) = server.local_addr() {

@@ -75,7 +75,7 @@ impl ServerConfig {
             head: HeadLimits::default(),
             head_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            max_per_ip: 0,
+            max_per_ip: 64,
             reader_stack: 128 * 1024,
             ws,
         }
