@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::chat::history::History;
-use crate::chat::hub::{Event, Hub};
+use crate::chat::hub::{Hub, HubEvent};
 use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
 use crate::cli::{ListenAddr, ServeArgs};
@@ -22,7 +22,7 @@ pub struct Running {
     /// The page's address, with the host as given to `--addr`.
     pub url: String,
     pub www: Option<PathBuf>,
-    events: crossbeam_channel::Sender<Event>,
+    events: crossbeam_channel::Sender<HubEvent>,
     stopper: Stopper,
     accept: Option<JoinHandle<()>>,
     hub: Option<JoinHandle<()>>,
@@ -200,7 +200,7 @@ impl Running {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-        let _ = self.events.send(Event::Shutdown);
+        let _ = self.events.send(HubEvent::Shutdown);
         if let Some(hub) = self.hub.take() {
             let _ = hub.join();
         }

@@ -37,7 +37,7 @@ use crate::ws::{CloseCode, Outgoing, Sender};
 
 /// What readers tell the hub.
 #[derive(Debug)]
-pub enum Event {
+pub enum HubEvent {
     /// A connection is ready to chat; `name` and `resume` come from its
     /// `hello`, if it sent one.
     Join {
@@ -110,8 +110,8 @@ impl Hub {
         }
     }
 
-    /// Run until a [`Event::Shutdown`] or until every event sender is gone.
-    pub fn run(mut self, events: Receiver<Event>) {
+    /// Run until a [`HubEvent::Shutdown`] or until every event sender is gone.
+    pub fn run(mut self, events: Receiver<HubEvent>) {
         let mut busy = false;
         while let Ok(event) = events.recv() {
             let end = Instant::now() + GATHER_WINDOW;
@@ -140,9 +140,9 @@ impl Hub {
     }
 
     /// Handle one event; `true` means stop.
-    fn handle(&mut self, event: Event) -> bool {
+    fn handle(&mut self, event: HubEvent) -> bool {
         match event {
-            Event::Command {
+            HubEvent::Command {
                 id,
                 command: Command::Say { text, nonce },
             } => {
@@ -154,7 +154,7 @@ impl Hub {
                     });
                 }
             }
-            Event::Command {
+            HubEvent::Command {
                 id,
                 command:
                     Command::Rename { name }
@@ -165,11 +165,11 @@ impl Hub {
                 self.store_staged();
                 self.rename(id, name);
             }
-            Event::Command {
+            HubEvent::Command {
                 command: Command::Hello { name: None, .. },
                 ..
             } => {}
-            Event::Join {
+            HubEvent::Join {
                 id,
                 sender,
                 name,
@@ -178,11 +178,11 @@ impl Hub {
                 self.store_staged();
                 self.join(id, sender, name, resume);
             }
-            Event::Leave { id } => {
+            HubEvent::Leave { id } => {
                 self.store_staged();
                 self.leave(id);
             }
-            Event::Shutdown => return true,
+            HubEvent::Shutdown => return true,
         }
         false
     }

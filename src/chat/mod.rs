@@ -15,13 +15,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender as EventSender;
-
 use crate::http::{HttpError, Request, StaticFiles};
 use crate::server::App;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{CloseCode, Message, Outgoing, Reader, Sender};
-use hub::{Event, text_frame};
+use hub::{HubEvent, text_frame};
 use protocol::{ChatError, Command, ErrorCode, TextLimits};
 use ratelimit::{TokenBucket, Verdict};
 
@@ -85,12 +83,16 @@ impl Default for ChatConfig {
 pub struct Chat {
     config: ChatConfig,
     files: StaticFiles,
-    events: EventSender<Event>,
+    events: crossbeam_channel::Sender<HubEvent>,
     next_id: AtomicU64,
 }
 
 impl Chat {
-    pub fn new(config: ChatConfig, files: StaticFiles, events: EventSender<Event>) -> Chat {
+    pub fn new(
+        config: ChatConfig,
+        files: StaticFiles,
+        events: crossbeam_channel::Sender<HubEvent>,
+    ) -> Chat {
         Chat {
             config,
             files,
@@ -104,12 +106,12 @@ impl Chat {
 /// panic, since `drop` runs while unwinding.
 struct LeaveGuard<'a> {
     id: u64,
-    events: &'a EventSender<Event>,
+    events: &'a crossbeam_channel::Sender<HubEvent>,
 }
 
 impl Drop for LeaveGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.events.send(Event::Leave { id: self.id });
+        let _ = self.events.send(HubEvent::Leave { id: self.id });
     }
 }
 
@@ -170,7 +172,7 @@ impl App for Chat {
         };
         if self
             .events
-            .send(Event::Join {
+            .send(HubEvent::Join {
                 id,
                 sender: sender.clone(),
                 name,
@@ -233,7 +235,7 @@ impl Chat {
         };
         match bucket.check() {
             Verdict::Allow => {
-                let _ = self.events.send(Event::Command { id, command });
+                let _ = self.events.send(HubEvent::Command { id, command });
                 true
             }
             Verdict::Refuse => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crossbeam_channel::{self as channel, Receiver, Sender};
 
 #[derive(Debug)]
-struct Shared {
+struct QueueState {
     capacity: usize,
     queued: AtomicUsize,
     /// The receiving side is gone.
@@ -38,7 +38,7 @@ pub enum TrySend {
 #[derive(Debug)]
 pub struct QueueSender<T> {
     tx: Sender<T>,
-    shared: Arc<Shared>,
+    shared: Arc<QueueState>,
 }
 
 impl<T> Clone for QueueSender<T> {
@@ -53,13 +53,13 @@ impl<T> Clone for QueueSender<T> {
 #[derive(Debug)]
 pub struct QueueReceiver<T> {
     rx: Receiver<T>,
-    shared: Arc<Shared>,
+    shared: Arc<QueueState>,
 }
 
 /// A queue holding at most `capacity` items (at least one).
 pub fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
     let (tx, rx) = channel::unbounded();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(QueueState {
         capacity: capacity.max(1),
         queued: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
