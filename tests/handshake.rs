@@ -4,35 +4,29 @@
 
 use std::collections::HashSet;
 
+use wschat::http::{HeadLimits, HeadScanner, HttpError, Request};
 use wschat::ws::handshake::{
-    ClientHandshakeError, HeadLimits, HeadScanner, HttpError, Request, Upgrade, accept_key,
-    accept_response, check_response, check_upgrade, client_request,
+    ClientHandshakeError, Upgrade, accept_key, accept_response, check_response, check_upgrade,
+    client_request,
 };
 use wschat::ws::mask::MaskSource;
 
-/// §1.3's example key and the accept value the RFC gives for it.
-const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+// §1.3's example key and the accept value the RFC gives for it, and
+// header lines → a head.
+mod support;
+use support::{ACCEPT, KEY, head};
 
 /// The request of §1.3, as header lines.
 fn rfc_lines() -> Vec<String> {
-    [
-        "GET /chat HTTP/1.1",
-        "Host: server.example.com",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Origin: http://example.com",
-        "Sec-WebSocket-Version: 13",
+    vec![
+        "GET /chat HTTP/1.1".into(),
+        "Host: server.example.com".into(),
+        "Upgrade: websocket".into(),
+        "Connection: Upgrade".into(),
+        format!("Sec-WebSocket-Key: {KEY}"),
+        "Origin: http://example.com".into(),
+        "Sec-WebSocket-Version: 13".into(),
     ]
-    .map(String::from)
-    .to_vec()
-}
-
-fn head(lines: &[String]) -> Vec<u8> {
-    let mut out = lines.join("\r\n");
-    out.push_str("\r\n\r\n");
-    out.into_bytes()
 }
 
 /// The §1.3 request with the header named `name` (case-insensitively)
@@ -74,9 +68,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[test]
 fn rfc_sample_key_gives_rfc_accept() {
-    assert_eq!(accept_key(SAMPLE_KEY.as_bytes()), SAMPLE_ACCEPT);
+    assert_eq!(accept_key(KEY.as_bytes()), ACCEPT);
     let upgrade = check(&head(&rfc_lines())).unwrap();
-    assert_eq!(upgrade.accept, SAMPLE_ACCEPT);
+    assert_eq!(upgrade.accept, ACCEPT);
     assert_eq!(upgrade.path, "/chat");
     assert_eq!(upgrade.host, "server.example.com");
     assert_eq!(upgrade.origin.as_deref(), Some("http://example.com"));
@@ -84,9 +78,9 @@ fn rfc_sample_key_gives_rfc_accept() {
     assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
     assert!(contains(
         &response,
-        &format!("Sec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n")
+        &format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")
     ));
-    assert_eq!(check_response(&response, SAMPLE_ACCEPT), Ok(()));
+    assert_eq!(check_response(&response, ACCEPT), Ok(()));
 }
 
 // ---------------------------------------------------------------------------
@@ -242,7 +236,7 @@ fn header_names_and_tokens_are_case_insensitive() {
     .map(String::from)
     .to_vec();
     let upgrade = check(&head(&lines)).unwrap();
-    assert_eq!(upgrade.accept, SAMPLE_ACCEPT);
+    assert_eq!(upgrade.accept, ACCEPT);
     // Duplicates are found whatever their case.
     let req = request_with(&[], &["host: again.example"]);
     assert_eq!(status(&req), 400);
@@ -259,7 +253,7 @@ fn header_values_are_trimmed() {
             "Upgrade:websocket",
         ],
     );
-    assert_eq!(check(&req).unwrap().accept, SAMPLE_ACCEPT);
+    assert_eq!(check(&req).unwrap().accept, ACCEPT);
 }
 
 #[test]
@@ -277,7 +271,7 @@ fn response_never_names_an_extension_or_subprotocol() {
     assert!(!contains(&response, "Sec-WebSocket-Protocol"));
     assert!(!contains(&response, "permessage-deflate"));
     assert!(!contains(&response, "chat"));
-    assert_eq!(check_response(&response, SAMPLE_ACCEPT), Ok(()));
+    assert_eq!(check_response(&response, ACCEPT), Ok(()));
 }
 
 #[test]
@@ -364,7 +358,7 @@ fn head_fed_byte_by_byte_ends_exactly_at_the_blank_line() {
             assert_eq!(end, Some(request.len()), "{name}");
         }
         let parsed = Request::parse(&request, &limits).unwrap();
-        assert_eq!(check_upgrade(&parsed).unwrap().accept, SAMPLE_ACCEPT);
+        assert_eq!(check_upgrade(&parsed).unwrap().accept, ACCEPT);
     }
 }
 
@@ -537,7 +531,7 @@ const GOOD: [&str; 4] = [
 
 #[test]
 fn check_response_accepts_a_good_answer() {
-    assert_eq!(check_response(&response(&GOOD), SAMPLE_ACCEPT), Ok(()));
+    assert_eq!(check_response(&response(&GOOD), ACCEPT), Ok(()));
     // Names and tokens in any case.
     let lower = [
         "HTTP/1.1 101 Switching Protocols",
@@ -545,7 +539,7 @@ fn check_response_accepts_a_good_answer() {
         "connection: upgrade",
         "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
     ];
-    assert_eq!(check_response(&response(&lower), SAMPLE_ACCEPT), Ok(()));
+    assert_eq!(check_response(&response(&lower), ACCEPT), Ok(()));
 }
 
 #[test]
@@ -557,14 +551,14 @@ fn check_response_rejects_a_wrong_accept() {
     let mut lines = GOOD.to_vec();
     lines.pop();
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::BadAccept),
         "missing accept"
     );
     let mut lines = GOOD.to_vec();
     lines.push("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::BadAccept),
         "duplicated accept"
     );
@@ -572,7 +566,7 @@ fn check_response_rejects_a_wrong_accept() {
     let mut lines = GOOD.to_vec();
     lines[3] = "Sec-WebSocket-Accept: S3PPLMBITXAQ9KYGZZHZRBK+XOO=";
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::BadAccept)
     );
 }
@@ -588,7 +582,7 @@ fn check_response_rejects_a_non_101_status() {
         let mut lines = GOOD.to_vec();
         lines[0] = line;
         assert_eq!(
-            check_response(&response(&lines), SAMPLE_ACCEPT),
+            check_response(&response(&lines), ACCEPT),
             Err(ClientHandshakeError::Status(code))
         );
     }
@@ -600,14 +594,14 @@ fn check_response_rejects_missing_upgrade_or_connection() {
         let mut lines = GOOD.to_vec();
         lines.remove(drop);
         assert_eq!(
-            check_response(&response(&lines), SAMPLE_ACCEPT),
+            check_response(&response(&lines), ACCEPT),
             Err(ClientHandshakeError::NotUpgraded)
         );
     }
     let mut lines = GOOD.to_vec();
     lines[1] = "Upgrade: h2c";
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::NotUpgraded)
     );
 }
@@ -617,20 +611,20 @@ fn check_response_rejects_an_extension_or_subprotocol_we_did_not_offer() {
     let mut lines = GOOD.to_vec();
     lines.push("Sec-WebSocket-Extensions: permessage-deflate");
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::Unrequested("extension"))
     );
     let mut lines = GOOD.to_vec();
     lines.push("Sec-WebSocket-Protocol: chat");
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::Unrequested("subprotocol"))
     );
     // Even an empty one.
     let mut lines = GOOD.to_vec();
     lines.push("sec-websocket-protocol:");
     assert_eq!(
-        check_response(&response(&lines), SAMPLE_ACCEPT),
+        check_response(&response(&lines), ACCEPT),
         Err(ClientHandshakeError::Unrequested("subprotocol"))
     );
 }
@@ -644,7 +638,7 @@ fn check_response_rejects_malformed_heads() {
         b"HTTP/1.1 abc Nope\r\n\r\n",
     ] {
         assert_eq!(
-            check_response(bad, SAMPLE_ACCEPT),
+            check_response(bad, ACCEPT),
             Err(ClientHandshakeError::Malformed),
             "{:?}",
             String::from_utf8_lossy(bad)
