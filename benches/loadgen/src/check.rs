@@ -83,7 +83,7 @@ fn num(run: &Map<String, Value>, key: &str) -> Option<f64> {
 /// What is wrong with one run. Every server must have been driven (its
 /// connections opened, or churn cycles done); the server under test must
 /// also be clean.
-fn judge(run: &Map<String, Value>, under_test: bool) -> Vec<String> {
+pub(crate) fn judge(run: &Map<String, Value>, under_test: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mode = label(run, "mode");
     let clients = num(run, "clients").unwrap_or(0.0);

@@ -42,6 +42,9 @@ pub struct Stats {
     pub closed_by_peer: u64,
     pub churn_cycles: u64,
     pub churn_errors: u64,
+    /// Churn: cycles still under way when the run stopped (neither done nor
+    /// failed: the drain ended first).
+    pub churn_unfinished: u64,
     pub last_connected_ns: u64,
     pub last_delivery_ns: u64,
     pub errors: Vec<String>,
@@ -66,6 +69,7 @@ impl Stats {
             closed_by_peer: 0,
             churn_cycles: 0,
             churn_errors: 0,
+            churn_unfinished: 0,
             last_connected_ns: 0,
             last_delivery_ns: 0,
             errors: Vec::new(),
@@ -95,6 +99,7 @@ impl Stats {
         self.closed_by_peer += other.closed_by_peer;
         self.churn_cycles += other.churn_cycles;
         self.churn_errors += other.churn_errors;
+        self.churn_unfinished += other.churn_unfinished;
         self.last_connected_ns = self.last_connected_ns.max(other.last_connected_ns);
         self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
         for e in &other.errors {

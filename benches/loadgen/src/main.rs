@@ -15,6 +15,10 @@
 //!   the server's RSS per connection, hold them `--hold` s, close.
 //! - `--churn`: `--clients` loops, each: connect, send one message, wait for
 //!   it to come back, close; report connections per second.
+//! - soak (the default mode with `--churners`, `--samples`, `--threads-back`
+//!   and `--verdict`, as `scripts/lab/soak` runs it): paced senders and churn
+//!   loops at the same time, the server's threads and RSS sampled from /proc
+//!   over the whole run, and a pass/fail verdict (see `soak.rs`).
 //! - `--table FILE`: read the `--json` lines of many runs and print the
 //!   comparison table (medians across rounds, ratios against wschat).
 //! - `--check FILE --scenarios … --servers …`: fail unless every scenario
@@ -23,6 +27,7 @@
 
 mod check;
 mod conn;
+mod soak;
 mod sys;
 mod table;
 mod worker;
@@ -38,8 +43,9 @@ use clap::Parser;
 use serde_json::{Map, Value, json};
 
 use conn::Stats;
+use soak::Sampler;
 use sys::Proc;
-use worker::{DRAIN, Plan, SEND, SETTLE, STOP, Shared};
+use worker::{AFTER, DRAIN, Plan, SEND, SETTLE, STOP, Shared};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,6 +84,37 @@ struct Args {
     /// Connect, send one message, wait for its echo, close; repeatedly.
     #[arg(long)]
     churn: bool,
+    /// Default mode: also run this many churn loops (as `--churn` does)
+    /// during the send phase, beside the senders, in a thread of their own.
+    #[arg(long, default_value_t = 0)]
+    churners: usize,
+    /// Churn: a loop starts a cycle at most once per this many seconds
+    /// (0: the next one as soon as the last is done).
+    #[arg(long, default_value_t = 0.0)]
+    churn_period: f64,
+    /// Churn: a cycle (connect, handshake, echo) not done after this many
+    /// seconds fails.
+    #[arg(long, default_value_t = 5.0)]
+    churn_timeout: f64,
+    /// With --server-pid: write the server's threads, RSS and CPU time to
+    /// this CSV file every --sample-every seconds, from start to end.
+    #[arg(long, value_name = "FILE")]
+    samples: Option<PathBuf>,
+    /// Seconds between two --samples rows.
+    #[arg(long, default_value_t = 5.0)]
+    sample_every: f64,
+    /// With --server-pid: once every connection is closed, wait up to this
+    /// many seconds for the server's thread count to come back to what it
+    /// was before the first connect, then 2 s more, and report its threads
+    /// and RSS (0: do not wait).
+    #[arg(long, default_value_t = 0.0)]
+    threads_back: f64,
+    /// Default mode: judge the run as a soak (every client connected and got
+    /// every message once and in order, no client closed, no error, every
+    /// churn cycle completed, the server's threads back) and exit 1 unless
+    /// it passed.
+    #[arg(long)]
+    verdict: bool,
     /// The server's PID, for its CPU time and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -138,7 +175,8 @@ fn main() -> ExitCode {
         return check::run(path, &args.scenarios, &args.servers);
     }
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("loadgen: {e}");
             ExitCode::FAILURE
@@ -150,7 +188,8 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn run(args: &Args) -> Result<(), String> {
+/// Ok(false): the run took place, and `--verdict` failed it.
+fn run(args: &Args) -> Result<bool, String> {
     let url = args.url.as_deref().ok_or("--url is required")?;
     let (authority, path) = wschat::ws::client::split_url(url).map_err(|e| e.to_string())?;
     let addr = authority
@@ -166,6 +205,12 @@ fn run(args: &Args) -> Result<(), String> {
     if args.clients == 0 || args.threads == 0 {
         return Err("--clients and --threads must be at least 1".into());
     }
+    if (args.idle || args.churn) && (args.churners > 0 || args.verdict) {
+        return Err("--churners and --verdict are for the default mode".into());
+    }
+    if args.server_pid.is_none() && (args.samples.is_some() || args.threads_back > 0.0) {
+        return Err("--samples and --threads-back need --server-pid".into());
+    }
     let senders = if args.idle || args.churn {
         0
     } else {
@@ -178,12 +223,25 @@ fn run(args: &Args) -> Result<(), String> {
     let server_cpu = || server.as_ref().and_then(Proc::cpu_seconds);
 
     let rss_before = server_rss();
+    let threads_before = server.as_ref().and_then(Proc::threads);
     let loadavg = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
         l.split_whitespace()
             .next()
             .and_then(|v| v.parse::<f64>().ok())
     });
     let shared = Arc::new(Shared::new());
+    let sampler = match (&args.samples, &server) {
+        (Some(path), Some(server)) => Some(
+            Sampler::start(
+                server.clone(),
+                secs(args.sample_every.max(0.1)),
+                path,
+                Arc::clone(&shared),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     let threads = args.threads.min(args.clients);
     let per_worker = args.connect_concurrency.div_ceil(threads).max(1);
     let workers: Vec<_> = (0..threads)
@@ -194,12 +252,15 @@ fn run(args: &Args) -> Result<(), String> {
                 path: path.clone(),
                 indices: (w..args.clients).step_by(threads).collect(),
                 senders,
+                id_base: 0,
                 rate: args.rate,
                 size: args.size,
                 concurrency: per_worker,
                 stall_timeout: secs(args.stall_timeout),
                 handshake_timeout: secs(args.handshake_timeout),
                 churn: args.churn,
+                churn_period: secs(args.churn_period),
+                churn_timeout: secs(args.churn_timeout),
             };
             let shared = Arc::clone(&shared);
             thread::Builder::new()
@@ -208,6 +269,41 @@ fn run(args: &Args) -> Result<(), String> {
                 .expect("spawn worker")
         })
         .collect();
+    // Churn loops beside the steady clients: their own thread and their own
+    // counters (their connections are not steady clients), started and
+    // stopped with the send phase.
+    let churn_shared = Arc::new(Shared::new());
+    let churn_workers: Vec<_> = if args.churners > 0 {
+        let plan = Plan {
+            addr,
+            host: authority.clone(),
+            path: path.clone(),
+            indices: (0..args.churners).collect(),
+            senders: 0,
+            id_base: senders,
+            rate: 0.0,
+            size: args.size,
+            concurrency: args.churners,
+            stall_timeout: secs(args.stall_timeout),
+            handshake_timeout: secs(args.handshake_timeout),
+            churn: true,
+            churn_period: secs(args.churn_period),
+            churn_timeout: secs(args.churn_timeout),
+        };
+        let shared = Arc::clone(&churn_shared);
+        vec![
+            thread::Builder::new()
+                .name("loadgen-churn".into())
+                .spawn(move || worker::run(plan, shared))
+                .expect("spawn churn worker"),
+        ]
+    } else {
+        Vec::new()
+    };
+    let set_phase = |phase| {
+        shared.set_phase(phase);
+        churn_shared.set_phase(phase);
+    };
 
     let mut out = Map::new();
     for label in &args.labels {
@@ -283,8 +379,16 @@ fn run(args: &Args) -> Result<(), String> {
             out.insert("loadgen_cpu_frac".into(), json!((b - a) / elapsed));
         }
         out.insert("server_rss_end".into(), json!(server_rss()));
+        after(
+            args,
+            &mut out,
+            &shared,
+            server.as_ref(),
+            threads_before,
+            sampler,
+        );
         finish(args, out, &stats, notes);
-        return Ok(());
+        return Ok(true);
     }
 
     // Connect phase.
@@ -362,8 +466,16 @@ fn run(args: &Args) -> Result<(), String> {
         shared.set_phase(STOP);
         let stats = join(workers);
         connect_results(&mut out, &stats, t_connect, t_all_open);
+        after(
+            args,
+            &mut out,
+            &shared,
+            server.as_ref(),
+            threads_before,
+            sampler,
+        );
         finish(args, out, &stats, notes);
-        return Ok(());
+        return Ok(true);
     }
 
     // Send phase, then drain.
@@ -372,9 +484,9 @@ fn run(args: &Args) -> Result<(), String> {
     let cpu0 = server_cpu();
     let me0 = me.cpu_seconds();
     let t_send = shared.now_ns();
-    shared.set_phase(SEND);
+    set_phase(SEND);
     thread::sleep(secs(args.duration));
-    shared.set_phase(DRAIN);
+    set_phase(DRAIN);
     let t_send_end = shared.now_ns();
     let drain_deadline = t_send_end + (args.drain * 1e9) as u64;
     // Let the workers publish their last sends before comparing.
@@ -382,7 +494,12 @@ fn run(args: &Args) -> Result<(), String> {
     loop {
         let sent = shared.sent.load(std::sync::atomic::Ordering::Relaxed);
         let delivered = shared.delivered.load(std::sync::atomic::Ordering::Relaxed);
-        if delivered >= sent * connected || shared.now_ns() > drain_deadline {
+        // Churn cycles under way are let finish too (they were started in
+        // the send phase), within the same deadline.
+        let churning = churn_shared
+            .churn_active
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if (delivered >= sent * connected && churning == 0) || shared.now_ns() > drain_deadline {
             break;
         }
         thread::sleep(Duration::from_millis(5));
@@ -393,8 +510,15 @@ fn run(args: &Args) -> Result<(), String> {
     let me1 = me.cpu_seconds();
     let rss_end = server_rss();
     let cs1 = server.as_ref().and_then(Proc::context_switches);
-    shared.set_phase(STOP);
-    let stats = join(workers);
+    set_phase(STOP);
+    let mut stats = join(workers);
+    if !churn_workers.is_empty() {
+        let churn = join(churn_workers);
+        churn_results(&mut out, &churn, args);
+        for e in &churn.errors {
+            stats.error(format!("churn loop: {e}"));
+        }
+    }
     connect_results(&mut out, &stats, t_connect, t_all_open);
 
     let expected = stats.sent * connected;
@@ -487,8 +611,96 @@ fn run(args: &Args) -> Result<(), String> {
     if let (Some(a), Some(b)) = (cpu_start, me.cpu_seconds()) {
         out.insert("loadgen_cpu_total_s".into(), json!(b - a));
     }
+    after(
+        args,
+        &mut out,
+        &shared,
+        server.as_ref(),
+        threads_before,
+        sampler,
+    );
+    let passed = if args.verdict {
+        let failures = soak::verdict(&out);
+        out.insert("passed".into(), json!(failures.is_empty()));
+        out.insert("failures".into(), json!(failures));
+        failures.is_empty()
+    } else {
+        true
+    };
     finish(args, out, &stats, notes);
-    Ok(())
+    Ok(passed)
+}
+
+fn churn_results(out: &mut Map<String, Value>, churn: &Stats, args: &Args) {
+    out.insert("churners".into(), json!(args.churners));
+    out.insert("churn_period_s".into(), json!(args.churn_period));
+    out.insert("churn_cycles".into(), json!(churn.churn_cycles));
+    out.insert("churn_errors".into(), json!(churn.churn_errors));
+    out.insert("churn_unfinished".into(), json!(churn.churn_unfinished));
+    if !churn.cycle.is_empty() {
+        out.insert(
+            "churn_cycle_p50_us".into(),
+            us(churn.cycle.value_at_quantile(0.5)),
+        );
+        out.insert(
+            "churn_cycle_p99_us".into(),
+            us(churn.cycle.value_at_quantile(0.99)),
+        );
+        out.insert("churn_cycle_max_us".into(), us(churn.cycle.max()));
+    }
+}
+
+/// Once every connection is closed: the server's threads and RSS before,
+/// at the peak (from the samples) and after (`--threads-back`), and the end
+/// of the samples file.
+fn after(
+    args: &Args,
+    out: &mut Map<String, Value>,
+    shared: &Shared,
+    server: Option<&Proc>,
+    threads_before: Option<u64>,
+    sampler: Option<Sampler>,
+) {
+    shared.set_phase(AFTER);
+    let Some(server) = server else { return };
+    out.insert("server_threads_before".into(), json!(threads_before));
+    if args.threads_back > 0.0 {
+        let t0 = shared.now_ns();
+        let deadline = t0 + (args.threads_back * 1e9) as u64;
+        let mut threads = server.threads();
+        while let (Some(now), Some(before)) = (threads, threads_before) {
+            if now <= before || shared.now_ns() > deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+            threads = server.threads();
+        }
+        out.insert(
+            "server_threads_back_s".into(),
+            json!((shared.now_ns() - t0) as f64 / 1e9),
+        );
+        // Threads gone, memory freed: give the allocator a moment.
+        thread::sleep(Duration::from_secs(2));
+        out.insert("server_threads_after".into(), json!(server.threads()));
+        out.insert("server_rss_after".into(), json!(server.rss_bytes()));
+        out.insert("server_alive".into(), json!(server.alive()));
+    }
+    if let Some(sampler) = sampler {
+        let peaks = sampler.finish();
+        // A sample every few seconds can miss the peak; the readings taken
+        // when everyone was connected count too.
+        let peak = |key: &str, sampled: Option<u64>| {
+            let seen = out.get(key).and_then(Value::as_u64);
+            sampled.max(seen)
+        };
+        let threads_peak = peak("server_threads", peaks.threads);
+        let rss_peak = peak("server_rss_connected", peaks.rss)
+            .max(out.get("server_rss_open").and_then(Value::as_u64))
+            .max(out.get("server_rss_end").and_then(Value::as_u64));
+        out.insert("server_threads_peak".into(), json!(threads_peak));
+        out.insert("server_rss_peak".into(), json!(rss_peak));
+        out.insert("samples".into(), json!(peaks.rows));
+    }
 }
 
 fn join(workers: Vec<thread::JoinHandle<Stats>>) -> Stats {
@@ -666,6 +878,38 @@ fn print_human(out: &Map<String, Value>) {
             mib(n("server_rss_end"))
         );
     }
+    if mode == "load"
+        && let Some(churners) = n("churners")
+    {
+        println!(
+            "churn beside them: {churners} loops, a cycle every {} s each: {} cycles done, {} failed, {} cut short at the end; cycle p50 {}, p99 {}, max {}",
+            n("churn_period_s").unwrap_or(0.0),
+            n("churn_cycles").unwrap_or(0.0),
+            n("churn_errors").unwrap_or(0.0),
+            n("churn_unfinished").unwrap_or(0.0),
+            ms(n("churn_cycle_p50_us")),
+            ms(n("churn_cycle_p99_us")),
+            ms(n("churn_cycle_max_us"))
+        );
+    }
+    if out.contains_key("server_threads_peak") || out.contains_key("server_threads_after") {
+        let count = |k: &str| n(k).map_or("-".into(), |t| format!("{t}"));
+        println!(
+            "server over the run: threads {} before, {} at the peak, {} after{}; RSS {} before, {} at the peak, {} after{}",
+            count("server_threads_before"),
+            count("server_threads_peak"),
+            count("server_threads_after"),
+            n("server_threads_back_s")
+                .map(|s| format!(" (waited {s:.1} s)"))
+                .unwrap_or_default(),
+            mib(n("server_rss_before")),
+            mib(n("server_rss_peak")),
+            mib(n("server_rss_after")),
+            n("samples")
+                .map(|r| format!(" ({r} samples)"))
+                .unwrap_or_default()
+        );
+    }
     if mode != "idle" {
         println!(
             "loadgen CPU: {} s ({:.0}% of a core)",
@@ -679,5 +923,16 @@ fn print_human(out: &Map<String, Value>) {
                 println!("{key}: {}", item.as_str().unwrap_or(""));
             }
         }
+    }
+    match out.get("passed").and_then(Value::as_bool) {
+        Some(true) => println!("verdict: PASSED"),
+        Some(false) => {
+            if let Some(Value::Array(items)) = out.get("failures") {
+                for item in items {
+                    println!("verdict: FAILED: {}", item.as_str().unwrap_or(""));
+                }
+            }
+        }
+        None => {}
     }
 }

@@ -65,6 +65,19 @@ impl Proc {
         self.status_field("Threads:")
     }
 
+    /// Is the process still there (and not a zombie waiting to be reaped)?
+    pub fn alive(&self) -> bool {
+        fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace()
+                    .next()
+                    .map(|state| state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    }
+
     /// Context switches (voluntary + involuntary) summed over the threads
     /// alive now: a thread's count is gone once it exits, so compare two
     /// readings only across a phase in which threads neither start nor end.

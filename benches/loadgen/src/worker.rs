@@ -21,6 +21,21 @@ pub const SEND: u8 = 2;
 /// No new messages; collect what is still on its way.
 pub const DRAIN: u8 = 3;
 pub const STOP: u8 = 4;
+/// Set by the main thread once every worker has closed its connections and
+/// returned (workers never see it); only the `--samples` file shows it.
+pub const AFTER: u8 = 5;
+
+/// A phase's name, as the `--samples` file writes it.
+pub fn phase_name(phase: u8) -> &'static str {
+    match phase {
+        CONNECT => "connect",
+        SETTLE => "settle",
+        SEND => "send",
+        DRAIN => "drain",
+        STOP => "close",
+        _ => "after",
+    }
+}
 
 /// What the workers and the main thread share. Counters are totals over all
 /// workers, published after each poll.
@@ -33,6 +48,8 @@ pub struct Shared {
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
     pub churn_cycles: AtomicU64,
+    /// Churn: connections under way now (0 once every cycle is over).
+    pub churn_active: AtomicU64,
 }
 
 impl Shared {
@@ -46,6 +63,7 @@ impl Shared {
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             churn_cycles: AtomicU64::new(0),
+            churn_active: AtomicU64::new(0),
         }
     }
 
@@ -77,6 +95,10 @@ pub struct Plan {
     /// with sender id `i`.
     pub indices: Vec<usize>,
     pub senders: usize,
+    /// Added to a connection's index to make its sender id. Churn loops that
+    /// run beside steady senders start at the number of senders, so that the
+    /// steady receivers do not take their messages for a sender's.
+    pub id_base: usize,
     /// Messages per second per sender; 0 = one in flight, as fast as possible.
     pub rate: f64,
     pub size: usize,
@@ -86,6 +108,12 @@ pub struct Plan {
     /// A connection not open this long after its connect started fails.
     pub handshake_timeout: Duration,
     pub churn: bool,
+    /// Churn: a loop starts its next cycle this long after its last one
+    /// started (zero: at once).
+    pub churn_period: Duration,
+    /// Churn: a cycle not done (echo received) this long after its connect
+    /// started fails.
+    pub churn_timeout: Duration,
 }
 
 /// A paced sender skips a send while this much is still unwritten.
@@ -113,6 +141,8 @@ struct Loop {
     queued: Vec<bool>,
     /// This turn's work: which connection, and what is ready on it.
     todo: Vec<(usize, Ready)>,
+    /// Churn: connections under way after the last turn.
+    churn_active: u64,
 }
 
 #[derive(Default)]
@@ -123,6 +153,7 @@ struct Published {
     sent: u64,
     delivered: u64,
     churn_cycles: u64,
+    churn_active: u64,
 }
 
 pub fn run(plan: Plan, shared: Arc<Shared>) -> Stats {
@@ -140,6 +171,7 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Stats {
         ready: VecDeque::new(),
         queued: vec![false; n],
         todo: Vec::new(),
+        churn_active: 0,
         plan,
         shared,
     };
@@ -274,7 +306,7 @@ impl Loop {
                 let index = self.plan.indices[slot];
                 if index < self.plan.senders || self.plan.churn {
                     conn.sender = Some(SenderState {
-                        id: index as u32,
+                        id: (self.plan.id_base + index) as u32,
                         next_seq: self.churn_seq[slot],
                         in_flight: None,
                         next_due_ns: 0,
@@ -443,28 +475,53 @@ impl Loop {
     }
 
     /// Churn: each slot repeatedly connects, sends one message, waits for
-    /// it to come back, closes, and starts over, until the phase leaves SEND.
+    /// it to come back, closes, and starts over (at most once per
+    /// `churn_period`), until the phase leaves SEND.
     fn churn(&mut self) {
         let mut events = Events::with_capacity(1024);
-        const ECHO_TIMEOUT: u64 = 5_000_000_000;
+        let echo_timeout = self.plan.churn_timeout.as_nanos() as u64;
         const CLOSE_TIMEOUT: u64 = 1_000_000_000;
+        let period = self.plan.churn_period.as_nanos() as u64;
+        let n = self.conns.len() as u64;
         let mut deadline = vec![0u64; self.conns.len()];
+        // When each slot may start its next cycle; set, staggered over one
+        // period, when the send phase begins.
+        let mut next_start = vec![0u64; self.conns.len()];
+        let mut started = false;
         loop {
             let phase = self.shared.phase();
             if phase == STOP {
+                // A cycle neither done (closing) nor failed yet was cut short.
+                self.stats.churn_unfinished += self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.state != State::Closing)
+                    .count() as u64;
                 return;
             }
             let now = self.shared.now_ns();
             let starting = phase == SEND;
+            if starting && !started {
+                started = true;
+                for (slot, at) in next_start.iter_mut().enumerate() {
+                    *at = now + period * slot as u64 / n.max(1);
+                }
+            }
             let mut active = 0;
             #[allow(clippy::needless_range_loop)] // `open` needs `self` inside the loop
             for slot in 0..self.conns.len() {
                 match self.conns[slot].as_ref().map(|c| c.state) {
                     None if starting => {
+                        if now < next_start[slot] {
+                            continue;
+                        }
+                        next_start[slot] = now + period;
                         if self.open(slot) {
-                            deadline[slot] = now + ECHO_TIMEOUT;
+                            deadline[slot] = now + echo_timeout;
                         } else {
                             self.stats.churn_errors += 1;
+                            continue;
                         }
                     }
                     None => continue,
@@ -480,6 +537,7 @@ impl Loop {
                 }
                 active += 1;
             }
+            self.churn_active = active;
             if !starting && active == 0 {
                 // Drained: nothing left in flight.
                 self.publish();
@@ -546,6 +604,14 @@ impl Loop {
         bump(&sh.sent, &mut p.sent, s.sent);
         bump(&sh.delivered, &mut p.delivered, s.delivered);
         bump(&sh.churn_cycles, &mut p.churn_cycles, s.churn_cycles);
+        if self.churn_active > p.churn_active {
+            sh.churn_active
+                .fetch_add(self.churn_active - p.churn_active, Ordering::Relaxed);
+        } else {
+            sh.churn_active
+                .fetch_sub(p.churn_active - self.churn_active, Ordering::Relaxed);
+        }
+        p.churn_active = self.churn_active;
     }
 
     /// Send every open connection a Close, give the servers a moment to see
