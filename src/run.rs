@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::chat::history::History;
+use crate::chat::history::{HistoryStore, MemoryStore};
+use crate::chat::history_file::FileStore;
 use crate::chat::hub::{Hub, HubEvent};
 use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
@@ -153,12 +154,13 @@ pub fn chat_config(args: &ServeArgs) -> ChatConfig {
 /// Start a chat server with these settings; `chat` may adjust the chat
 /// configuration (tests use it for hooks).
 pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
-    let history = match &args.history_file {
-        Some(path) => History::open(args.history, path, args.fsync).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("history file {}: {e}", path.display()))
-        })?,
-        None => History::in_memory(args.history),
-    };
+    let history =
+        match &args.history_file {
+            Some(path) => Box::new(FileStore::open(args.history, path, args.fsync).map_err(
+                |e| std::io::Error::new(e.kind(), format!("history file {}: {e}", path.display())),
+            )?) as Box<dyn HistoryStore>,
+            None => Box::new(MemoryStore::new(args.history)),
+        };
     let listener = listen(&args.addr)?;
     let addr = listener.local_addr()?;
     let url = page_url(&args.addr, addr);

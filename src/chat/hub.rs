@@ -9,31 +9,20 @@
 //! else keeps receiving at full speed.
 //!
 //! The hub takes whatever events are waiting (up to [`MAX_BATCH`]) as one
-//! batch — and, while the room is busy, what arrives within
-//! [`GATHER_GAP`] of the last one. Everything the batch broadcasts — messages, joins, leaves,
-//! renames — is encoded once into one outbox, and each client is handed the
-//! whole outbox at once: one non-blocking send from this thread when the
-//! client's socket has room and its writer is idle (see `ws::conn`), else
-//! one queue item — one wake-up and one write for its writer — however busy
-//! the room. A client that joined during the batch
-//! gets only the part after its own join (its `welcome` covers the rest).
-//! Messages are written to the history file before they enter the outbox,
-//! one write (and one sync, with `--fsync`) for a run of messages.
+//! batch — and, while the room is busy, what arrives within [`GATHER_GAP`]
+//! of the last one. What the batch broadcasts is gathered by the [`Room`]
+//! and handed to each member once, at the end of the batch. Messages go to
+//! the room's history store first, one write (and one sync, with `--fsync`)
+//! for a run of messages, and what the store stored is what is broadcast.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 
-use super::history::History;
-use super::protocol::{
-    ChatError, ChatMessage, Command, ErrorCode, ServerMessage, TextLimits, User, WelcomeLimits,
-    welcome_json,
-};
-use crate::ws::conn::TrySend;
-use crate::ws::frame::{OpCode, encode_frame};
-use crate::ws::{CloseCode, Outgoing, Sender};
+use super::history::{HistoryStore, NewMessage};
+use super::protocol::{ChatError, Command, ErrorCode, TextLimits, User, WelcomeLimits};
+use super::room::Room;
+use crate::ws::{CloseCode, Sender};
 
 /// What readers tell the hub.
 #[derive(Debug)]
@@ -64,17 +53,13 @@ pub const MAX_BATCH: usize = 512;
 /// on loopback that send (with the receiver's side of TCP, which the kernel
 /// runs on the sender's time) is most of what a delivery costs. Events under
 /// load come in bursts a few microseconds apart, so waiting a little for the
-/// rest of a burst carries nearly twice the messages per send in the fanout
-/// benchmark. A room is busy when the previous batch held more than one
-/// event: a lone message in a quiet room is delivered at once.
+/// rest of a burst carries more messages per send. A room is busy when the
+/// previous batch held more than one event: a lone message in a quiet room
+/// is delivered at once.
 const GATHER_GAP: Duration = Duration::from_micros(50);
 const GATHER_WINDOW: Duration = Duration::from_millis(1);
 
-struct Client {
-    user: User,
-    sender: Sender,
-}
-
+/// A `say` waiting, with the rest of its batch, for one history write.
 struct Staged {
     from: u64,
     text: String,
@@ -82,31 +67,17 @@ struct Staged {
 }
 
 pub struct Hub {
-    clients: HashMap<u64, Client>,
-    history: History,
+    room: Room,
     limits: TextLimits,
-    /// Messages waiting for one history write.
     staged: Vec<Staged>,
-    /// Encoded frames for everyone, delivered at the end of the batch.
-    outbox: Vec<u8>,
-    /// Clients that joined during this batch, and where in the outbox their
-    /// share starts.
-    joined_at: HashMap<u64, usize>,
-    /// The `users` array of the welcome, serialized: rebuilt only after a
-    /// leave or rename, extended on a join.
-    users_json: Option<String>,
 }
 
 impl Hub {
-    pub fn new(history: History, limits: TextLimits) -> Hub {
+    pub fn new(history: Box<dyn HistoryStore>, limits: TextLimits) -> Hub {
         Hub {
-            clients: HashMap::new(),
-            history,
+            room: Room::new(history),
             limits,
             staged: Vec::new(),
-            outbox: Vec::new(),
-            joined_at: HashMap::new(),
-            users_json: None,
         }
     }
 
@@ -131,22 +102,27 @@ impl Hub {
                 handled += 1;
             }
             busy = handled > 1;
-            self.deliver();
+            self.store_staged();
+            self.room.deliver();
             if stop {
                 break;
             }
         }
-        self.shutdown();
+        self.store_staged();
+        self.room
+            .close_all(CloseCode::GOING_AWAY, "server shutting down");
     }
 
-    /// Handle one event; `true` means stop.
+    /// Handle one event; `true` means stop. Messages are staged until the
+    /// next event that is not one, so that a run of them is stored at once
+    /// and stays in order with joins, leaves and renames around it.
     fn handle(&mut self, event: HubEvent) -> bool {
         match event {
             HubEvent::Command {
                 id,
                 command: Command::Say { text, nonce },
             } => {
-                if self.clients.contains_key(&id) {
+                if self.room.member(id).is_some() {
                     self.staged.push(Staged {
                         from: id,
                         text,
@@ -163,7 +139,11 @@ impl Hub {
                     },
             } => {
                 self.store_staged();
-                self.rename(id, name);
+                if let Some(old) = self.room.rename(id, name)
+                    && let Some(member) = self.room.member(id)
+                {
+                    log::debug!("#{id} renamed {old:?} -> {:?}", member.user.name);
+                }
             }
             HubEvent::Command {
                 command: Command::Hello { name: None, .. },
@@ -176,212 +156,74 @@ impl Hub {
                 resume,
             } => {
                 self.store_staged();
-                self.join(id, sender, name, resume);
+                let user = User {
+                    id,
+                    name: name.unwrap_or_else(|| format!("guest-{id}")),
+                };
+                let limits = WelcomeLimits {
+                    max_text: self.limits.max_text,
+                    max_name: self.limits.max_name,
+                };
+                let name = user.name.clone();
+                if self.room.join(user, sender, resume, &limits) {
+                    log::debug!(
+                        "#{id} joined as {name:?} ({} online; history after {resume:?})",
+                        self.room.len()
+                    );
+                }
             }
             HubEvent::Leave { id } => {
                 self.store_staged();
-                self.leave(id);
+                if let Some(member) = self.room.leave(id) {
+                    log::debug!(
+                        "#{id} ({:?}) left ({} online)",
+                        member.user.name,
+                        self.room.len()
+                    );
+                }
             }
             HubEvent::Shutdown => return true,
         }
         false
     }
 
-    fn join(&mut self, id: u64, sender: Sender, name: Option<String>, resume: Option<u64>) {
-        let user = User {
-            id,
-            name: name.unwrap_or_else(|| format!("guest-{id}")),
-        };
-        let user_json = serde_json::to_string(&user).unwrap_or_default();
-        let users = self.users_json();
-        if users.len() > 1 {
-            users.push(',');
-        }
-        users.push_str(&user_json);
-        let welcome = self.welcome(&user, resume);
-        if sender
-            .try_send(Outgoing::Owned(text_frame(&welcome)))
-            .is_err()
-        {
-            sender.close(CloseCode::POLICY, "too slow", false);
-            self.users_json = None;
-            return;
-        }
-        self.broadcast(&ServerMessage::Join { user: &user }.to_json());
-        log::debug!(
-            "#{id} joined as {:?} ({} online; history after {resume:?})",
-            user.name,
-            self.clients.len() + 1
-        );
-        self.joined_at.insert(id, self.outbox.len());
-        self.clients.insert(id, Client { user, sender });
-    }
-
-    /// The joiner's welcome; `users` (with the joiner) is already up to date.
-    fn welcome(&mut self, you: &User, resume: Option<u64>) -> String {
-        let limits = WelcomeLimits {
-            max_text: self.limits.max_text,
-            max_name: self.limits.max_name,
-        };
-        let mut users = std::mem::take(self.users_json());
-        users.push(']');
-        let json = welcome_json(you, &users, &self.history.since(resume), &limits);
-        users.pop();
-        self.users_json = Some(users);
-        json
-    }
-
-    /// `[` and every joined user, comma-separated, without the closing `]`.
-    fn users_json(&mut self) -> &mut String {
-        let clients = &self.clients;
-        self.users_json.get_or_insert_with(|| {
-            let mut users: Vec<&User> = clients.values().map(|c| &c.user).collect();
-            users.sort_by_key(|u| u.id);
-            let mut json = serde_json::to_string(&users).unwrap_or_else(|_| "[]".into());
-            json.pop();
-            json
-        })
-    }
-
-    fn leave(&mut self, id: u64) {
-        if let Some(client) = self.clients.remove(&id) {
-            self.users_json = None;
-            self.joined_at.remove(&id);
-            self.broadcast(&ServerMessage::Leave { user: &client.user }.to_json());
-            log::debug!(
-                "#{id} ({:?}) left ({} online)",
-                client.user.name,
-                self.clients.len()
-            );
-        }
-    }
-
-    fn rename(&mut self, id: u64, name: String) {
-        let Some(client) = self.clients.get_mut(&id) else {
-            return;
-        };
-        if client.user.name == name {
-            return;
-        }
-        let old = std::mem::replace(&mut client.user.name, name);
-        log::debug!("#{id} renamed {old:?} -> {:?}", client.user.name);
-        let json = ServerMessage::Rename {
-            user: &client.user,
-            old: &old,
-        }
-        .to_json();
-        self.users_json = None;
-        self.broadcast(&json);
-    }
-
-    /// Store the staged messages in the history, then queue them for
-    /// everyone. If the history cannot be written, nothing is broadcast and
-    /// each sender is told.
+    /// Store the staged messages, then add them to the batch. If the history
+    /// cannot be written, nothing is broadcast and each sender is told.
     fn store_staged(&mut self) {
         if self.staged.is_empty() {
             return;
         }
-        let staged = std::mem::take(&mut self.staged);
         let ts = now_ms();
-        let mut id = self.history.next_id();
-        let mut batch = Vec::with_capacity(staged.len());
-        let mut senders = Vec::with_capacity(staged.len());
-        for s in staged {
-            let Some(client) = self.clients.get(&s.from) else {
+        let mut messages = Vec::with_capacity(self.staged.len());
+        let mut senders = Vec::with_capacity(self.staged.len());
+        for s in std::mem::take(&mut self.staged) {
+            let Some(member) = self.room.member(s.from) else {
                 continue;
             };
-            let message = ChatMessage {
-                id,
+            senders.push((member.sender.clone(), s.nonce.clone()));
+            messages.push(NewMessage {
                 ts,
-                from: client.user.clone(),
+                from: member.user.clone(),
                 text: s.text,
                 nonce: s.nonce,
-            };
-            batch.push((id, ServerMessage::Message(&message).to_json()));
-            senders.push((s.from, message.nonce));
-            id += 1;
+            });
         }
-        let outbox = &mut self.outbox;
-        let stored = self.history.append(batch, |json| {
-            encode_frame(outbox, true, OpCode::Text, json.as_bytes(), None)
-        });
-        if let Err(e) = stored {
+        if let Err(e) = self.room.store(messages) {
             log::error!(
-                "history file: cannot store {} message(s): {e}",
+                "{}: cannot store {} message(s): {e}",
+                self.room.history_name(),
                 senders.len()
             );
-            for (from, nonce) in senders {
+            for (sender, nonce) in senders {
                 let mut error = ChatError::new(
                     ErrorCode::StorageFailed,
                     "the server could not store your message",
                 );
                 error.nonce = nonce;
-                if let Some(client) = self.clients.get(&from) {
-                    let _ = client
-                        .sender
-                        .try_send(Outgoing::Owned(text_frame(&error.to_json())));
-                }
+                let _ = sender.try_send_text(&error.to_json());
             }
         }
     }
-
-    /// Queue a message for every client (delivered by [`Hub::deliver`]).
-    fn broadcast(&mut self, json: &str) {
-        encode_frame(&mut self.outbox, true, OpCode::Text, json.as_bytes(), None);
-    }
-
-    /// Hand the outbox to every client as one shared buffer (sent at once,
-    /// or queued for its writer). Clients whose queue is full are closed and
-    /// dropped, and their leaving is delivered in turn.
-    fn deliver(&mut self) {
-        self.store_staged();
-        while !self.outbox.is_empty() {
-            let frames: Arc<[u8]> = std::mem::take(&mut self.outbox).into();
-            let joined_at = std::mem::take(&mut self.joined_at);
-            let mut gone = Vec::new();
-            for (&id, client) in &self.clients {
-                let item = match joined_at.get(&id) {
-                    None => Outgoing::Shared(Arc::clone(&frames)),
-                    Some(&start) if start < frames.len() => {
-                        Outgoing::Tail(Arc::clone(&frames), start)
-                    }
-                    Some(_) => continue,
-                };
-                match client.sender.try_send(item) {
-                    Ok(()) => {}
-                    Err(TrySend::Full) => {
-                        log::info!("client {id} ({}) is too slow; closing it", client.user.name);
-                        client.sender.close(CloseCode::POLICY, "too slow", false);
-                        gone.push(id);
-                    }
-                    Err(TrySend::Disconnected) => gone.push(id),
-                }
-            }
-            for id in gone {
-                self.leave(id);
-            }
-        }
-    }
-
-    fn shutdown(&mut self) {
-        self.deliver();
-        for client in self.clients.values() {
-            client
-                .sender
-                .close(CloseCode::GOING_AWAY, "server shutting down", true);
-        }
-        self.clients.clear();
-        if let Err(e) = self.history.sync() {
-            log::error!("history file: sync at shutdown failed: {e}");
-        }
-    }
-}
-
-/// A server's text frame: unmasked, one frame.
-pub fn text_frame(json: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() + 10);
-    encode_frame(&mut out, true, OpCode::Text, json.as_bytes(), None);
-    out
 }
 
 fn now_ms() -> u64 {

@@ -7,9 +7,11 @@
 //! client's bounded queue. The hub owns all chat state.
 
 pub mod history;
+pub mod history_file;
 pub mod hub;
 pub mod protocol;
 pub mod ratelimit;
+pub mod room;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 use crate::http::{HttpError, Request, StaticFiles};
 use crate::server::App;
 use crate::ws::handshake::Upgrade;
-use crate::ws::{CloseCode, Message, Outgoing, Reader, Sender};
-use hub::{HubEvent, text_frame};
+use crate::ws::{CloseCode, Message, Reader, Sender};
+use hub::HubEvent;
 use protocol::{ChatError, Command, ErrorCode, TextLimits};
 use ratelimit::{TokenBucket, Verdict};
 
@@ -269,7 +271,7 @@ fn binary_error() -> ChatError {
 /// An error goes straight to the client's own queue; if that is full the
 /// hub is about to close it for being slow anyway.
 fn reply_error(sender: &Sender, error: &ChatError) {
-    let _ = sender.try_send(Outgoing::Owned(text_frame(&error.to_json())));
+    let _ = sender.try_send_text(&error.to_json());
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! buffers, testable and fuzzable without a network. [`conn`] and [`client`]
 //! are the thin blocking layer that moves those bytes over `std::net`.
 
+pub mod broadcast;
 pub mod client;
 pub mod close;
 pub mod conn;

@@ -18,6 +18,7 @@ use super::queue::QueueSender;
 pub use super::queue::TrySend;
 use super::wire::{Link, Outgoing, Wire, no_room, send_without_blocking};
 use super::writer::WriterSlot;
+use crate::ws::broadcast::{Batch, Mark};
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{OpCode, Role, close_payload, encode_frame};
 use crate::ws::mask::MaskSource;
@@ -85,6 +86,25 @@ impl Sender {
                 queued
             }
             Err(why) => Err(why),
+        }
+    }
+
+    /// Send one text message from the server without blocking (a reply to
+    /// this client alone: a welcome, an error).
+    pub fn try_send_text(&self, text: &str) -> Result<(), TrySend> {
+        self.try_send(Outgoing::Owned(encode(
+            self.role,
+            OpCode::Text,
+            text.as_bytes(),
+        )))
+    }
+
+    /// Send this receiver's share of a broadcast batch without blocking:
+    /// everything, or what follows `from` (see [`Batch::for_receiver`]).
+    pub fn try_send_batch(&self, batch: &Batch, from: Option<Mark>) -> Result<(), TrySend> {
+        match batch.for_receiver(from) {
+            Some(item) => self.try_send(item),
+            None => Ok(()),
         }
     }
 
