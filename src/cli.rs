@@ -105,7 +105,7 @@ pub struct ServeArgs {
     /// Burst allowance of the rate limit.
     #[arg(long, default_value_t = ChatConfig::default().burst)]
     pub burst: u32,
-    /// Frames queued per client before it counts as too slow (close 1008).
+    /// Items queued per client before it counts as too slow (close 1008); an item is a frame or a whole hub batch.
     #[arg(long, default_value_t = WS.queue_len)]
     pub queue: usize,
     /// Seconds of silence before the server pings a client (0: never).

@@ -3,8 +3,8 @@
 //!
 //! Each connection's reader thread parses and validates what its client
 //! sends ([`protocol`]) and applies flood control ([`ratelimit`]), then
-//! hands the hub only well-formed commands. Its writer thread drains the
-//! client's bounded queue. The hub owns all chat state.
+//! hands the hub only well-formed commands. The hub owns all chat state: its
+//! [`room`] and the room's [`history`] store.
 
 pub mod history;
 pub mod history_file;

@@ -67,8 +67,8 @@ pub fn split_url(url: &str) -> Result<(String, String), ConnectError> {
     Ok((authority, path))
 }
 
-/// Open a client connection to a `ws://` URL: connect, handshake, and start
-/// the writer thread.
+/// Open a client connection to a `ws://` URL: connect, handshake, and
+/// return the two halves (the writer thread starts when first needed).
 pub fn connect(
     url: &str,
     mut config: Config,

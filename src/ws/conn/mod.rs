@@ -59,7 +59,8 @@ use super::trace;
 pub struct Config {
     pub role: Role,
     pub limits: Limits,
-    /// Frames the data queue holds before [`Sender::try_send`] reports it full.
+    /// Items the data queue holds before [`Sender::try_send`] reports it
+    /// full. An item is a frame, or a hub's whole batch of frames.
     pub queue_len: usize,
     /// Largest size of the reader's buffer. It starts small (an idle chat
     /// connection needs little) and doubles while reads fill it, up to this.
