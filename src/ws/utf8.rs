@@ -73,7 +73,7 @@ impl Utf8Validator {
         Ok(())
     }
 
-    /// Validate without keeping the text (close reasons, benchmarks).
+    /// Validate without keeping the text (the codec benchmarks measure this).
     pub fn check(&mut self, input: &[u8]) -> Result<(), InvalidUtf8> {
         self.feed(input, |_| {})
     }
