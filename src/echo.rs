@@ -28,8 +28,11 @@ impl App for Echo {
         }
     }
 
-    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<(), HttpError> {
-        Ok(())
+    fn check_upgrade(
+        &self,
+        _upgrade: &Upgrade,
+    ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
+        Ok(None)
     }
 
     fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::{self, HeadError, HeadLimits, HttpError, Request};
 use crate::ws::conn;
+use crate::ws::extension::{Extension, Negotiated};
 use crate::ws::handshake::{self, Upgrade};
 use crate::ws::{Config, Reader, Sender};
 
@@ -45,8 +46,11 @@ pub trait App: Send + Sync + 'static {
     /// Answer a request that is not a WebSocket upgrade.
     fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError>;
 
-    /// Accept or refuse an upgrade (path, origin) before the 101 is sent.
-    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<(), HttpError>;
+    /// Accept or refuse an upgrade (path, origin) before the 101 is sent,
+    /// and choose at most one of the extensions offered
+    /// ([`Upgrade::extensions`], §9.1): `Ok(Some(_))` names it in the 101
+    /// and runs it in the connection's decoder; `Ok(None)` accepts none.
+    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError>;
 
     /// Run an accepted WebSocket on its own thread, until it ends.
     fn websocket(&self, reader: Reader, sender: Sender, peer: SocketAddr);
@@ -281,19 +285,23 @@ impl Stopper {
 /// One accepted connection, on its own thread; `slot` is released when it
 /// ends, however it ends.
 fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn App, slot: Slot) {
-    let Some((stream, leftover)) = answer_request(stream, peer, config, app) else {
+    let Some((stream, leftover, extension)) = answer_request(stream, peer, config, app) else {
         return;
     };
-    match conn::start(stream, &leftover, config.ws.clone()) {
+    match conn::start(stream, &leftover, config.ws.clone(), extension) {
         Ok((reader, sender)) => app.websocket(reader, sender, peer),
         Err(e) => log::warn!("{peer}: cannot start connection: {e}"),
     }
     drop(slot);
 }
 
+/// An upgraded stream, the bytes read past its head, and the extension
+/// negotiated for it.
+type Upgraded = (TcpStream, Vec<u8>, Option<Box<dyn Extension>>);
+
 /// Read the request and answer it: a plain HTTP response or a refusal (then
-/// `None`), or `101 Switching Protocols`, returning the stream and the bytes
-/// read past the head.
+/// `None`), or `101 Switching Protocols`, returning the stream, the bytes
+/// read past the head and the negotiated extension.
 ///
 /// Not inlined: its frame (head, parsed request, SHA-1 of the key) is gone
 /// before the connection starts, so it does not add to the deepest point of
@@ -304,7 +312,7 @@ fn answer_request(
     peer: SocketAddr,
     config: &ServerConfig,
     app: &dyn App,
-) -> Option<(TcpStream, Vec<u8>)> {
+) -> Option<Upgraded> {
     let deadline = Instant::now() + config.head_timeout;
     let (head, leftover) = match http::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
@@ -336,11 +344,26 @@ fn answer_request(
         drain_briefly(&mut stream);
         return None;
     }
-    let upgrade =
-        match handshake::check_upgrade(&request).and_then(|u| app.check_upgrade(&u).map(|()| u)) {
-            Ok(upgrade) => upgrade,
-            Err(e) => return refuse(&mut stream, peer, Some(&request), &e),
-        };
+    let (upgrade, negotiated) = match handshake::check_upgrade(&request)
+        .and_then(|u| app.check_upgrade(&u).map(|n| (u, n)))
+    {
+        Ok(accepted) => accepted,
+        Err(e) => return refuse(&mut stream, peer, Some(&request), &e),
+    };
+    debug_assert!(
+        negotiated.as_ref().is_none_or(|n| upgrade
+            .extensions
+            .iter()
+            .any(|offer| offer.is(&n.response.name))),
+        "the App accepted an extension the client did not offer"
+    );
+    let (response, extension) = match negotiated {
+        Some(Negotiated {
+            response,
+            extension,
+        }) => (Some(response), Some(extension)),
+        None => (None, None),
+    };
     log::debug!(
         "{peer}: WebSocket upgrade {} {} (origin {}) -> 101 Switching Protocols",
         request.method,
@@ -349,13 +372,13 @@ fn answer_request(
     );
     let _ = stream.set_write_timeout(Some(config.head_timeout));
     if stream
-        .write_all(&handshake::accept_response(&upgrade))
+        .write_all(&handshake::accept_response(&upgrade, response.as_ref()))
         .is_err()
     {
         return None;
     }
     let _ = stream.set_read_timeout(None);
-    Some((stream, leftover))
+    Some((stream, leftover, extension))
 }
 
 /// Answers connections refused at the caps, without waiting for their

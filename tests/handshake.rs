@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use wschat::http::{HeadLimits, HeadScanner, HttpError, Request};
 use wschat::ws::handshake::{
-    ClientHandshakeError, Upgrade, accept_key, accept_response, check_response, check_upgrade,
-    client_request,
+    ClientHandshakeError, ExtensionOffer, Upgrade, accept_key, accept_response, check_response,
+    check_upgrade, client_request, client_request_offering,
 };
 use wschat::ws::mask::MaskSource;
 
@@ -74,7 +74,7 @@ fn rfc_sample_key_gives_rfc_accept() {
     assert_eq!(upgrade.path, "/chat");
     assert_eq!(upgrade.host, "server.example.com");
     assert_eq!(upgrade.origin.as_deref(), Some("http://example.com"));
-    let response = accept_response(&upgrade);
+    let response = accept_response(&upgrade, None);
     assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
     assert!(contains(
         &response,
@@ -266,7 +266,7 @@ fn response_never_names_an_extension_or_subprotocol() {
         ],
     );
     let upgrade = check(&req).unwrap();
-    let response = accept_response(&upgrade);
+    let response = accept_response(&upgrade, None);
     assert!(!contains(&response, "Sec-WebSocket-Extensions"));
     assert!(!contains(&response, "Sec-WebSocket-Protocol"));
     assert!(!contains(&response, "permessage-deflate"));
@@ -501,7 +501,7 @@ fn client_request_is_accepted_by_the_server_side() {
     assert_eq!(upgrade.host, "127.0.0.1:9001");
     assert_eq!(upgrade.accept, request.expected_accept);
     // And the server's answer passes the client's check.
-    let response = accept_response(&upgrade);
+    let response = accept_response(&upgrade, None);
     assert_eq!(check_response(&response, &request.expected_accept), Ok(()));
 }
 
@@ -644,4 +644,123 @@ fn check_response_rejects_malformed_heads() {
             String::from_utf8_lossy(bad)
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Extensions (§9.1): the offers, the 101 that names one, the client's check.
+
+#[test]
+fn every_extensions_header_and_every_offer_is_parsed_in_order() {
+    let req = request_with(
+        &[],
+        &[
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, foo",
+            "Sec-WebSocket-Extensions: bar; baz=\"1\"",
+        ],
+    );
+    let upgrade = check(&req).unwrap();
+    assert_eq!(
+        upgrade.extensions,
+        [
+            ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None),
+            ExtensionOffer::new("foo"),
+            ExtensionOffer::new("bar").param("baz", Some("1")),
+        ]
+    );
+    // None offered: none parsed.
+    assert!(check(&head(&rfc_lines())).unwrap().extensions.is_empty());
+}
+
+#[test]
+fn a_malformed_extensions_header_is_400() {
+    for bad in [
+        "Sec-WebSocket-Extensions: permessage-deflate;",
+        "Sec-WebSocket-Extensions: a b",
+        "Sec-WebSocket-Extensions: ,",
+    ] {
+        let req = request_with(&[], &[bad]);
+        assert_eq!(
+            check(&req),
+            Err(HttpError::BadRequest(
+                "malformed Sec-WebSocket-Extensions header"
+            )),
+            "{bad}"
+        );
+        assert_eq!(status(&req), 400);
+    }
+}
+
+#[test]
+fn the_101_names_the_negotiated_extension_and_the_offering_client_accepts_it() {
+    let offer = ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None);
+    let request = client_request_offering("h:1", "/", Some(offer.clone()), &mut MaskSource::new());
+    assert!(contains(
+        &request.bytes,
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    ));
+    let parsed = Request::parse(&request.bytes, &HeadLimits::default()).unwrap();
+    let upgrade = check_upgrade(&parsed).unwrap();
+    assert_eq!(upgrade.extensions, [offer]);
+    let accepted = ExtensionOffer::new("permessage-deflate")
+        .param("server_no_context_takeover", None)
+        .param("client_max_window_bits", Some("10"));
+    let response = accept_response(&upgrade, Some(&accepted));
+    assert!(contains(
+        &response,
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits=10\r\n"
+    ));
+    assert!(response.ends_with(b"\r\n\r\n"));
+    assert_eq!(request.check_response(&response), Ok(Some(accepted)));
+    // Not named: accepted without it.
+    let plain = accept_response(&upgrade, None);
+    assert_eq!(request.check_response(&plain), Ok(None));
+    // A client that offered nothing fails the connection on it (§4.1).
+    assert_eq!(
+        check_response(&response, &request.expected_accept),
+        Err(ClientHandshakeError::Unrequested("extension"))
+    );
+}
+
+#[test]
+fn a_101_naming_an_extension_not_offered_fails_the_connection() {
+    let offer = ExtensionOffer::new("permessage-deflate");
+    let mut request = client_request_offering("h:1", "/", Some(offer), &mut MaskSource::new());
+    request.expected_accept = ACCEPT.to_owned();
+    for named in [
+        "Sec-WebSocket-Extensions: x-webkit-deflate-frame",
+        "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate",
+        "Sec-WebSocket-Extensions: permessage-deflate, foo",
+    ] {
+        let mut lines = GOOD.to_vec();
+        lines.push(named);
+        assert_eq!(
+            request.check_response(&response(&lines)),
+            Err(ClientHandshakeError::Unrequested("extension")),
+            "{named}"
+        );
+    }
+    // Two headers (§11.3.2: at most one in a response).
+    let mut lines = GOOD.to_vec();
+    lines.push("Sec-WebSocket-Extensions: permessage-deflate");
+    lines.push("Sec-WebSocket-Extensions: permessage-deflate");
+    assert_eq!(
+        request.check_response(&response(&lines)),
+        Err(ClientHandshakeError::Unrequested("extension"))
+    );
+    // Malformed.
+    let mut lines = GOOD.to_vec();
+    lines.push("Sec-WebSocket-Extensions: permessage-deflate;");
+    assert_eq!(
+        request.check_response(&response(&lines)),
+        Err(ClientHandshakeError::Malformed)
+    );
+    // The one offered, in another case, with parameters: accepted.
+    let mut lines = GOOD.to_vec();
+    lines.push("Sec-WebSocket-Extensions: PerMessage-Deflate; server_no_context_takeover");
+    assert_eq!(
+        request.check_response(&response(&lines)),
+        Ok(Some(
+            ExtensionOffer::new("PerMessage-Deflate").param("server_no_context_takeover", None)
+        ))
+    );
 }

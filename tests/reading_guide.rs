@@ -554,7 +554,7 @@ fn opening_handshake() {
     // The response: exactly the bytes the server sends.
     let response = guide.http("handshake-response");
     assert_eq!(
-        String::from_utf8_lossy(&handshake::accept_response(&upgrade)),
+        String::from_utf8_lossy(&handshake::accept_response(&upgrade, None)),
         String::from_utf8_lossy(&response)
     );
 

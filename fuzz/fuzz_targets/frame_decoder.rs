@@ -3,13 +3,18 @@
 //! to exactly the bytes it came from (the encoding is canonical once
 //! non-minimal lengths are refused), every shorter prefix is "incomplete",
 //! an error is final (more bytes never change it), and every error is a
-//! 1002. Then the other direction: a header built from the input is written
-//! with `encode_frame` and parsed back unchanged, payload included.
+//! 1002. The RSV bits are reported as they are, never refused (what they
+//! may be is the negotiated extension's, checked by the `Decoder`; see
+//! `message_assembler`). Then the other direction: a header built from the
+//! input is written with `encode_frame_rsv` and parsed back unchanged,
+//! payload included.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wschat::ws::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, encode_frame};
+use wschat::ws::frame::{
+    FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, encode_frame_rsv,
+};
 use wschat::ws::{CloseCode, Role};
 
 const OPCODES: [OpCode; 6] = [
@@ -25,7 +30,7 @@ fn check_parse(data: &[u8], role: Role) {
     match FrameHeader::parse(data, role) {
         Ok(Some((header, n))) => {
             assert!((2..=MAX_HEADER_LEN).contains(&n) && n <= data.len());
-            assert_eq!(header.rsv, 0);
+            assert_eq!(header.rsv, (data[0] >> 4) & 0x7);
             assert_eq!(header.mask.is_some(), role == Role::Server);
             assert!(header.payload_len >> 63 == 0);
             if header.opcode.is_control() {
@@ -67,6 +72,7 @@ fn check_encode(data: &[u8]) {
     let fin = flags & 1 != 0;
     let opcode = OPCODES[usize::from(flags >> 1) % OPCODES.len()];
     let masked = flags & 0x10 != 0;
+    let rsv = (flags >> 5) & 0x7;
     let (key, payload) = if rest.len() >= 4 {
         let (k, p) = rest.split_at(4);
         ([k[0], k[1], k[2], k[3]], p)
@@ -76,7 +82,7 @@ fn check_encode(data: &[u8]) {
     let mask = masked.then_some(key);
     let role = if masked { Role::Server } else { Role::Client };
     let mut out = Vec::new();
-    encode_frame(&mut out, fin, opcode, payload, mask);
+    encode_frame_rsv(&mut out, fin, rsv, opcode, payload, mask);
     let parsed = FrameHeader::parse(&out, role);
     if opcode.is_control() && (!fin || payload.len() > MAX_CONTROL_PAYLOAD) {
         assert!(parsed.is_err(), "{parsed:?}");
@@ -87,7 +93,7 @@ fn check_encode(data: &[u8]) {
         header,
         FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -107,7 +113,7 @@ fn check_encode(data: &[u8]) {
         let payload_len = u64::from_be_bytes(be) >> (flags & 0x3F).min(63);
         let header = FrameHeader {
             fin: fin || opcode.is_control(),
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: if opcode.is_control() {

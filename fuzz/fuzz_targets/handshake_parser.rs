@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(request.version, 1);
             let key = request.single("sec-websocket-key", "dup").unwrap().unwrap();
             assert_eq!(upgrade.accept, accept_key(key));
-            let response = accept_response(&upgrade);
+            let response = accept_response(&upgrade, None);
             let mut scanner = HeadScanner::default();
             assert_eq!(
                 scanner.find_end(&response, &HeadLimits::default()),

@@ -5,8 +5,10 @@
 //! - no panic;
 //! - the events and the error are exactly those of a simple whole-buffer
 //!   reference model of §5.4–§5.6, §7.4 and §10.4 written below (the header
-//!   rules of §5.2 are `FrameHeader::parse`'s, fuzzed by `frame_decoder`),
-//!   so in particular they do not depend on the chunking;
+//!   rules of §5.2 are `FrameHeader::parse`'s, fuzzed by `frame_decoder`,
+//!   except the RSV bits: with no extension negotiated, any set bit fails
+//!   the stream from the frame's first byte, before any other rule), so in
+//!   particular they do not depend on the chunking;
 //! - an error is final: every later call returns it again, so no event is
 //!   ever produced after it;
 //! - every text message is valid UTF-8, every message is within
@@ -62,6 +64,11 @@ fn model(stream: &[u8], role: Role, limits: Limits) -> Outcome {
         left_over: 0,
     };
     loop {
+        // §5.2: no extension is negotiated, so every RSV bit is refused,
+        // as soon as the first byte is in.
+        if stream.get(pos).is_some_and(|b0| b0 & 0x70 != 0) {
+            return fail(events, ProtocolError::ReservedBits);
+        }
         let (header, n) = match FrameHeader::parse(&stream[pos..], role) {
             Err(e) => return fail(events, e),
             Ok(None) => {

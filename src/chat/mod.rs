@@ -122,7 +122,10 @@ impl App for Chat {
         self.files.respond(request)
     }
 
-    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<(), HttpError> {
+    fn check_upgrade(
+        &self,
+        upgrade: &Upgrade,
+    ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
         let path = upgrade.path.split('?').next().unwrap_or("");
         if path != "/" && path != "/ws" {
             return Err(HttpError::NotFound);
@@ -141,7 +144,8 @@ impl App for Chat {
                 host = upgrade.host
             )));
         }
-        Ok(())
+        // No extension is offered to chat clients yet.
+        Ok(None)
     }
 
     fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {

@@ -94,5 +94,5 @@ pub fn connect(
     handshake::check_response(&head, &request.expected_accept).map_err(ConnectError::Handshake)?;
     stream.set_read_timeout(None)?;
     config.role = Role::Client;
-    Ok(conn::start(stream, &leftover, config)?)
+    Ok(conn::start(stream, &leftover, config, None)?)
 }

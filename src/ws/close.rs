@@ -39,7 +39,7 @@ impl CloseCode {
     /// peer may not send them yet. 1012–1014 were registered with IANA after
     /// the RFC (service restart, try again later, bad gateway) and are allowed.
     /// 3000–3999 are for libraries and frameworks, 4000–4999 for applications.
-    pub fn is_allowed_on_wire(self) -> bool {
+    pub const fn is_allowed_on_wire(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 }
@@ -61,8 +61,13 @@ pub struct CloseFrame {
 /// close code given by [`ProtocolError::close_code`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// §5.2: RSV1–3 must be 0 unless an extension defines them; we negotiate none.
+    /// §5.2: RSV1–3 must be 0 unless a negotiated extension defines them
+    /// (with none negotiated, every set bit is this).
     ReservedBits,
+    /// §5.2, RFC 7692 §6: a negotiated per-message extension's RSV bit on a
+    /// control frame or a continuation frame; it may be set only on the
+    /// first frame of a data message.
+    MisplacedExtensionBits,
     /// §5.2: opcodes 0x3–0x7 and 0xB–0xF are reserved.
     ReservedOpcode(u8),
     /// §5.1: a client must mask every frame it sends.
@@ -93,6 +98,18 @@ pub enum ProtocolError {
     MessageTooLarge,
     /// §10.4: a message split into more fragments than the configured limit.
     TooManyFragments,
+    /// §5.8, §9: the negotiated extension refused a message's payload (for
+    /// permessage-deflate: data that does not inflate), with the close code
+    /// it names (§7.4.1; one not allowed on the wire is sent as 1002). An
+    /// extension's output still goes through the message assembler, so too
+    /// large a message is [`ProtocolError::MessageTooLarge`] and bad UTF-8
+    /// [`ProtocolError::InvalidUtf8`], as without one.
+    ///
+    /// A code and no text: every step of the decoder returns a
+    /// `Result<_, ProtocolError>`, and at 4 bytes it is returned in a
+    /// register (a `&'static str` reason would make it 24, and every small
+    /// frame slower).
+    Extension(CloseCode),
 }
 
 impl ProtocolError {
@@ -101,8 +118,11 @@ impl ProtocolError {
         use ProtocolError::*;
         match self {
             InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Extension(code) if code.is_allowed_on_wire() => code,
+            Extension(_) => CloseCode::PROTOCOL_ERROR,
             FrameTooLarge | MessageTooLarge | TooManyFragments => CloseCode::TOO_BIG,
             ReservedBits
+            | MisplacedExtensionBits
             | ReservedOpcode(_)
             | UnmaskedClientFrame
             | MaskedServerFrame
@@ -132,6 +152,9 @@ impl fmt::Display for ProtocolError {
         use ProtocolError::*;
         match self {
             ReservedBits => f.write_str("reserved bits set without an extension"),
+            MisplacedExtensionBits => {
+                f.write_str("extension bits on a continuation or control frame")
+            }
             ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             UnmaskedClientFrame => f.write_str("client frame not masked"),
             MaskedServerFrame => f.write_str("server frame masked"),
@@ -147,6 +170,7 @@ impl fmt::Display for ProtocolError {
             FrameTooLarge => f.write_str("frame too large"),
             MessageTooLarge => f.write_str("message too large"),
             TooManyFragments => f.write_str("too many fragments"),
+            Extension(_) => f.write_str("payload refused by the negotiated extension"),
         }
     }
 }
@@ -224,6 +248,28 @@ mod tests {
         let frame = parse_close_payload(b"\x03\xe8bye").unwrap().unwrap();
         assert_eq!(frame.code, CloseCode::NORMAL);
         assert_eq!(frame.reason, "bye");
+    }
+
+    #[test]
+    fn an_extension_error_carries_its_code() {
+        let err = ProtocolError::Extension(CloseCode::INVALID_PAYLOAD);
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        assert!(err.close_frame().reason.contains("extension"));
+        // A code that may not be sent is never sent.
+        let err = ProtocolError::Extension(CloseCode::ABNORMAL);
+        assert_eq!(err.close_code(), CloseCode::PROTOCOL_ERROR);
+        assert_eq!(
+            ProtocolError::MisplacedExtensionBits.close_code(),
+            CloseCode::PROTOCOL_ERROR
+        );
+    }
+
+    /// Every decoding step returns it: it must stay small enough for a
+    /// register.
+    #[test]
+    fn a_protocol_error_is_four_bytes() {
+        assert!(std::mem::size_of::<ProtocolError>() <= 4);
+        assert!(std::mem::size_of::<Result<(), ProtocolError>>() <= 4);
     }
 
     #[test]

@@ -24,6 +24,12 @@
 //! A header is 2 to 14 bytes. Parsing is a pure function of a byte slice: it
 //! either returns a header and how many bytes it used, or says that more
 //! bytes are needed and uses none, or names the rule the bytes break.
+//!
+//! The RSV bits are the one field whose rule the header cannot check alone:
+//! they mean what a negotiated extension says (§5.2, §5.8), so `parse`
+//! reports them and the [`Decoder`](super::message::Decoder) checks them
+//! against its [`Extension`](super::extension::Extension), from the first
+//! byte.
 
 use super::close::ProtocolError;
 use super::mask::apply_mask;
@@ -33,6 +39,14 @@ pub const MAX_HEADER_LEN: usize = 14;
 
 /// Control frames carry at most this much payload (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// RSV1 in [`FrameHeader::rsv`]'s layout (the bits of byte 0 shifted down
+/// by 4). RFC 7692 gives it to permessage-deflate.
+pub const RSV1: u8 = 0b100;
+/// RSV2 in [`FrameHeader::rsv`]'s layout.
+pub const RSV2: u8 = 0b010;
+/// RSV3 in [`FrameHeader::rsv`]'s layout.
+pub const RSV3: u8 = 0b001;
 
 /// §5.2 opcodes; §11.8 reserves the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,16 +103,18 @@ impl FrameHeader {
     ///
     /// Checks every rule that the header alone can break, in the order the
     /// bytes arrive, so that a bad first byte is reported before the rest of
-    /// the header is in.
+    /// the header is in. The RSV bits are reported in `rsv`, not checked:
+    /// what they may be depends on the negotiated extension, which the
+    /// caller knows (the [`Decoder`](super::message::Decoder) checks them,
+    /// from the first byte and ahead of every other rule; with no extension
+    /// any set bit is [`ProtocolError::ReservedBits`]).
+    #[inline]
     pub fn parse(buf: &[u8], role: Role) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let Some(&b0) = buf.first() else {
             return Ok(None);
         };
         let fin = b0 & 0x80 != 0;
         let rsv = (b0 >> 4) & 0x7;
-        if rsv != 0 {
-            return Err(ProtocolError::ReservedBits);
-        }
         let opcode = OpCode::from_bits(b0 & 0x0F)?;
         if opcode.is_control() && !fin {
             return Err(ProtocolError::FragmentedControlFrame);
@@ -193,7 +209,8 @@ impl FrameHeader {
 }
 
 /// Append one whole frame to `out`: header, then the payload, masked with
-/// `mask` when one is given (a client's frames, §5.3).
+/// `mask` when one is given (a client's frames, §5.3). Its RSV bits are 0;
+/// [`encode_frame_rsv`] sets them.
 pub fn encode_frame(
     out: &mut Vec<u8>,
     fin: bool,
@@ -201,9 +218,38 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode(out, fin, 0, opcode, payload, mask);
+}
+
+/// [`encode_frame`] with RSV bits (`rsv`, in [`FrameHeader::rsv`]'s layout:
+/// [`RSV1`] and so on), for the first frame of a message a negotiated
+/// extension transformed (§5.8;
+/// [`extension::encode_message`](super::extension::encode_message)).
+pub fn encode_frame_rsv(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    encode(out, fin, rsv, opcode, payload, mask);
+}
+
+/// The body of both: inlined into each, so that [`encode_frame`], with its
+/// constant 0, is the code it was before RSV bits could be written.
+#[inline(always)]
+fn encode(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv: rsv & 0x7,
         opcode,
         mask,
         payload_len: payload.len() as u64,
@@ -284,12 +330,33 @@ mod tests {
     }
 
     #[test]
-    fn reserved_bits_are_1002() {
+    fn reserved_bits_are_reported_and_without_an_extension_are_1002() {
         for rsv in [0x40, 0x20, 0x10] {
-            let err = parse(&[0x81 | rsv], Role::Client).unwrap_err();
+            // `parse` reports them …
+            let (h, _) = parse(&[0x81 | rsv, 0x00], Role::Client).unwrap().unwrap();
+            assert_eq!(h.rsv, rsv >> 4);
+            // … and the decoder, with no extension negotiated, refuses
+            // them from the first byte alone.
+            let mut decoder = crate::ws::Decoder::new(Role::Client, Default::default());
+            let err = decoder.decode(&mut [0x81 | rsv]).unwrap_err();
             assert_eq!(err, ProtocolError::ReservedBits);
             assert_eq!(err.close_code().0, 1002);
         }
+    }
+
+    #[test]
+    fn rsv_bits_are_written() {
+        for rsv in 0..8 {
+            let mut out = Vec::new();
+            encode_frame_rsv(&mut out, true, rsv, OpCode::Text, b"hi", Some([1, 2, 3, 4]));
+            assert_eq!(out[0], 0x81 | (rsv << 4));
+            let (h, n) = parse(&out, Role::Server).unwrap().unwrap();
+            assert_eq!((h.rsv, n + 2), (rsv, out.len()));
+        }
+        let (mut plain, mut zero) = (Vec::new(), Vec::new());
+        encode_frame(&mut plain, false, OpCode::Binary, b"abc", None);
+        encode_frame_rsv(&mut zero, false, 0, OpCode::Binary, b"abc", None);
+        assert_eq!(plain, zero);
     }
 
     #[test]

@@ -7,8 +7,16 @@
 //! failure "as soon as" it is seen) — and reports at most one [`Event`] per
 //! call. Buffers grow with the bytes actually received, never from a length
 //! the peer merely declared, and never past the configured [`Limits`].
+//!
+//! A negotiated per-message extension ([`Extension`], §5.8, §9) sits between
+//! the unmasked payload and the assembly: it owns some RSV bits (checked
+//! here, from each frame's first byte), and a message whose first frame says
+//! so goes through it, so the UTF-8 check and `max_message` see the bytes it
+//! produces. With none, the RSV bits must be 0 and nothing else changes. The
+//! pipeline is drawn in [`extension`](super::extension).
 
 use super::close::{CloseFrame, ProtocolError, parse_close_payload};
+use super::extension::Extension;
 use super::frame::{FrameHeader, OpCode, Role};
 use super::mask::apply_mask;
 use super::trace;
@@ -104,11 +112,28 @@ pub struct Decoder {
     failed: Option<ProtocolError>,
     /// Whose frames these are, when each frame is to be logged ([`trace`]).
     trace: Option<std::net::SocketAddr>,
+    /// The negotiated extension, if any.
+    extension: Option<Box<dyn Extension>>,
+    /// The RSV bits it owns (0 without one), in [`FrameHeader::rsv`]'s layout.
+    owned_rsv: u8,
+    /// The message in progress goes through the extension.
+    transformed: bool,
 }
 
 impl Decoder {
-    /// A decoder for frames received by `role`.
+    /// A decoder for frames received by `role`, with no extension: every
+    /// RSV bit is [`ProtocolError::ReservedBits`].
     pub fn new(role: Role, limits: Limits) -> Decoder {
+        Decoder::with_extension(role, limits, None)
+    }
+
+    /// A decoder for frames received by `role`, running the `extension`
+    /// negotiated in the handshake, if any (see [`super::extension`]).
+    pub fn with_extension(
+        role: Role,
+        limits: Limits,
+        extension: Option<Box<dyn Extension>>,
+    ) -> Decoder {
         Decoder {
             role,
             limits,
@@ -118,6 +143,9 @@ impl Decoder {
             control: Vec::new(),
             failed: None,
             trace: None,
+            owned_rsv: extension.as_ref().map_or(0, |e| e.rsv_bits() & 0x7),
+            extension,
+            transformed: false,
         }
     }
 
@@ -158,15 +186,35 @@ impl Decoder {
         loop {
             let frame = match &mut self.frame {
                 Some(frame) => frame,
-                None => match FrameHeader::parse(&input[pos..], self.role)? {
-                    None => return Ok((pos, None)),
-                    Some((header, n)) => {
+                // `parse` reports the RSV bits; what they may be is the
+                // extension's, checked here ahead of every other rule,
+                // from the first byte alone. (After `parse` rather than
+                // before it: a header with no bit set then costs one test,
+                // measurably less than a check ahead of the call.)
+                None => match FrameHeader::parse(&input[pos..], self.role) {
+                    Ok(Some((header, n))) => {
+                        if header.rsv != 0 {
+                            self.check_rsv(input[pos])?;
+                        }
                         self.start_frame(&header)?;
                         pos += n;
                         self.frame.insert(InFrame {
                             header,
                             received: 0,
                         })
+                    }
+                    Ok(None) => {
+                        if let Some(&b0) = input.get(pos)
+                            && b0 & 0x70 != 0
+                        {
+                            self.check_rsv(b0)?;
+                        }
+                        return Ok((pos, None));
+                    }
+                    // Refused for a later field: the RSV bits come first.
+                    Err(error) => {
+                        self.check_rsv(input[pos])?;
+                        return Err(error);
                     }
                 },
             };
@@ -202,6 +250,27 @@ impl Decoder {
         self.frame.is_some() || self.message.is_some()
     }
 
+    /// The RSV bits of a frame's first byte `b0` (§5.2): only the
+    /// negotiated extension's may be set, and only on the first frame of a
+    /// data message (a per-message extension's bits, RFC 7692 §6). Ahead
+    /// of every other rule, as they come first on the wire.
+    #[cold]
+    #[inline(never)]
+    fn check_rsv(&self, b0: u8) -> Result<(), ProtocolError> {
+        let rsv = (b0 >> 4) & 0x7;
+        if rsv == 0 {
+            return Ok(());
+        }
+        if rsv & !self.owned_rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let opcode = b0 & 0x0F;
+        if opcode == OpCode::Continuation as u8 || opcode & 0x8 != 0 {
+            return Err(ProtocolError::MisplacedExtensionBits);
+        }
+        Ok(())
+    }
+
     /// The rules that depend on what came before (§5.4) and the size limits.
     fn start_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
         if header.opcode.is_control() {
@@ -227,6 +296,7 @@ impl Decoder {
             }
             OpCode::Text => {
                 self.fragments = 1;
+                self.transformed = self.start_message(header)?;
                 self.message = Some(Partial::Text {
                     text: String::new(),
                     utf8: Utf8Validator::new(),
@@ -234,14 +304,27 @@ impl Decoder {
             }
             _ => {
                 self.fragments = 1;
+                self.transformed = self.start_message(header)?;
                 self.message = Some(Partial::Binary(Vec::new()));
             }
         }
+        // A transformed message's limit is on what the extension makes of
+        // it, checked as its output arrives (`transformed_payload`).
         let so_far = self.message.as_ref().map_or(0, Partial::len) as u64;
-        if so_far + header.payload_len > self.limits.max_message as u64 {
+        if so_far + header.payload_len > self.limits.max_message as u64 && !self.transformed {
             return Err(ProtocolError::MessageTooLarge);
         }
         Ok(())
+    }
+
+    /// Does the data message this first frame starts go through the
+    /// extension?
+    #[inline]
+    fn start_message(&mut self, header: &FrameHeader) -> Result<bool, ProtocolError> {
+        match &mut self.extension {
+            None => Ok(false),
+            Some(extension) => extension.start_message(header.opcode, header.rsv),
+        }
     }
 
     fn payload(&mut self, opcode: OpCode, chunk: &[u8]) -> Result<(), ProtocolError> {
@@ -249,25 +332,37 @@ impl Decoder {
             self.control.extend_from_slice(chunk);
             return Ok(());
         }
-        let max = self.limits.max_message;
-        match &mut self.message {
-            Some(Partial::Text { text, utf8 }) => {
-                if let Some(room) = bounded_growth(text.len(), text.capacity(), chunk.len(), max) {
-                    text.reserve_exact(room);
-                }
-                utf8.feed(chunk, |valid| text.push_str(valid))
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
-            Some(Partial::Binary(bytes)) => {
-                if let Some(room) = bounded_growth(bytes.len(), bytes.capacity(), chunk.len(), max)
-                {
-                    bytes.reserve_exact(room);
-                }
-                bytes.extend_from_slice(chunk);
-            }
-            None => {}
+        if self.transformed {
+            return self.transformed_payload(chunk);
         }
-        Ok(())
+        append::<false>(&mut self.message, self.limits.max_message, chunk)
+    }
+
+    /// Payload of a transformed message: through the extension, whose
+    /// output is checked against `max_message` piece by piece before it is
+    /// kept (1009 the moment it passes), then assembled as any payload.
+    #[inline(never)]
+    fn transformed_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let max = self.limits.max_message;
+        let message = &mut self.message;
+        let extension = self
+            .extension
+            .as_deref_mut()
+            .expect("only with an extension");
+        extension.decode(chunk, &mut |piece| append::<true>(message, max, piece))
+    }
+
+    /// The end of a transformed message: what the extension still holds.
+    #[inline(never)]
+    fn finish_transformed(&mut self) -> Result<(), ProtocolError> {
+        self.transformed = false;
+        let max = self.limits.max_message;
+        let message = &mut self.message;
+        let extension = self
+            .extension
+            .as_deref_mut()
+            .expect("only with an extension");
+        extension.finish(&mut |piece| append::<true>(message, max, piece))
     }
 
     fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Event>, ProtocolError> {
@@ -280,6 +375,9 @@ impl Decoder {
         if !header.fin {
             return Ok(None);
         }
+        if self.transformed {
+            self.finish_transformed()?;
+        }
         match self.message.take() {
             Some(Partial::Text { text, utf8 }) => {
                 if !utf8.is_complete() {
@@ -291,6 +389,46 @@ impl Decoder {
             None => Ok(None),
         }
     }
+}
+
+/// Append a data payload chunk to the message in progress: UTF-8 checked
+/// as it comes for text (§8.1), the buffer grown within `max`.
+///
+/// `LIMITED`: an extension's output, whose size no header declared; a
+/// piece that would take the message past `max` is refused before it is
+/// kept (§10.4). The two uses are two instances, each with its own call
+/// of the UTF-8 validator: sharing one call site would change how the
+/// compiler inlines the hot one (no extension), measurably.
+#[inline(always)]
+fn append<const LIMITED: bool>(
+    message: &mut Option<Partial>,
+    max: usize,
+    chunk: &[u8],
+) -> Result<(), ProtocolError> {
+    if LIMITED {
+        debug_assert!(chunk.len() <= super::extension::MAX_OUTPUT_PIECE);
+        let so_far = message.as_ref().map_or(0, Partial::len);
+        if so_far + chunk.len() > max {
+            return Err(ProtocolError::MessageTooLarge);
+        }
+    }
+    match message {
+        Some(Partial::Text { text, utf8 }) => {
+            if let Some(room) = bounded_growth(text.len(), text.capacity(), chunk.len(), max) {
+                text.reserve_exact(room);
+            }
+            utf8.feed(chunk, |valid| text.push_str(valid))
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Some(Partial::Binary(bytes)) => {
+            if let Some(room) = bounded_growth(bytes.len(), bytes.capacity(), chunk.len(), max) {
+                bytes.reserve_exact(room);
+            }
+            bytes.extend_from_slice(chunk);
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// How much to reserve before appending `extra` bytes to a buffer of `len`

@@ -2,13 +2,17 @@
 //!
 //! The codec — [`frame`], [`mask`], [`utf8`], [`message`], [`close`] and
 //! [`handshake`] — is sans-IO: pure functions and state machines over byte
-//! buffers, testable and fuzzable without a network. [`conn`] and [`client`]
-//! are the thin blocking layer that moves those bytes over `std::net`.
+//! buffers, testable and fuzzable without a network. [`conn`] (with its
+//! outgoing queue and closing handshake) and [`client`] are the thin
+//! blocking layer that moves those bytes over `std::net`; [`broadcast`]
+//! encodes a message once for many receivers, and [`trace`] logs every frame.
+//! `docs/reading-guide.md` gives the order to read them in.
 
 pub mod broadcast;
 pub mod client;
 pub mod close;
 pub mod conn;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

@@ -13,7 +13,9 @@
 //! - the opening handshake's refusals, read raw off the socket
 //!   ([`handshake`]);
 //! - liveness: pings to a silent peer, and a peer that answers them
-//!   ([`liveness`]).
+//!   ([`liveness`]);
+//! - the extension seam: an `App` that accepts a test extension, named in
+//!   the 101 and run by the decoder ([`extension`]).
 //!
 //! Every socket has a read and write timeout, every accept has a deadline,
 //! and every thread a test starts is joined, so a failing test fails instead
@@ -25,6 +27,7 @@ mod support;
 mod violations;
 
 mod closing;
+mod extension;
 mod handshake;
 mod liveness;
 mod protocol_errors;
@@ -42,6 +45,7 @@ use std::time::Duration;
 use wschat::http::{HttpError, Request};
 use wschat::server::App;
 use wschat::ws::client;
+use wschat::ws::extension::Negotiated;
 use wschat::ws::handshake::Upgrade;
 use wschat::ws::{Closed, Message, Reader, Role, Sender};
 
@@ -85,8 +89,8 @@ where
         Err(HttpError::NotFound)
     }
 
-    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<(), HttpError> {
-        Ok(())
+    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError> {
+        Ok(None)
     }
 
     fn websocket(&self, mut reader: Reader, sender: Sender, _peer: SocketAddr) {

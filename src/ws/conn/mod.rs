@@ -50,6 +50,7 @@ use wire::Link;
 pub use wire::Outgoing;
 use writer::{Writer, WriterSlot};
 
+use super::extension::Extension;
 use super::frame::Role;
 use super::message::{Decoder, Limits};
 use super::trace;
@@ -103,12 +104,19 @@ impl Config {
 const INITIAL_READ_BUFFER: usize = 512;
 
 /// Start a connection over an upgraded stream. `leftover` holds bytes read
-/// past the handshake, which already belong to the first frames.
+/// past the handshake, which already belong to the first frames;
+/// `extension` is the one negotiated in the handshake, if any, which the
+/// reader's decoder runs ([`crate::ws::extension`]).
 ///
 /// Returns the two halves; the writer thread starts when it is first needed.
-pub fn start(stream: TcpStream, leftover: &[u8], config: Config) -> io::Result<(Reader, Sender)> {
+pub fn start(
+    stream: TcpStream,
+    leftover: &[u8],
+    config: Config,
+    extension: Option<Box<dyn Extension>>,
+) -> io::Result<(Reader, Sender)> {
     let channels = Channels::new(config.queue_len);
-    halves(stream, leftover, config, channels)
+    halves(stream, leftover, config, channels, extension)
 }
 
 /// The channels between a connection's reader, senders and writer. Built
@@ -146,6 +154,7 @@ fn halves(
     leftover: &[u8],
     config: Config,
     channels: Channels,
+    extension: Option<Box<dyn Extension>>,
 ) -> io::Result<(Reader, Sender)> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
@@ -192,7 +201,7 @@ fn halves(
             .max(64)
     ];
     buf[..leftover.len()].copy_from_slice(leftover);
-    let mut decoder = Decoder::new(config.role, config.limits);
+    let mut decoder = Decoder::with_extension(config.role, config.limits, extension);
     decoder.trace_as(peer);
     let reader = ReadLoop {
         stream,

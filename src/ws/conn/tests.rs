@@ -46,7 +46,7 @@ fn pong(payload: &[u8]) -> Outgoing {
 #[test]
 fn a_partly_sent_frame_is_finished_before_queued_control_frames() {
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let frame = encode(Role::Server, OpCode::Binary, &[7; 300]);
     {
         // Stand in for a sender whose send the socket took only in part,
@@ -66,7 +66,7 @@ fn a_partly_sent_frame_is_finished_before_queued_control_frames() {
 #[test]
 fn data_waits_behind_a_pending_pong() {
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let text = |t: &[u8]| Outgoing::Owned(encode(Role::Server, OpCode::Text, t));
     {
         // Holding the wire keeps the writer from sending the Pong yet;
@@ -108,7 +108,7 @@ fn data_waits_behind_a_pending_pong() {
 #[test]
 fn an_idle_connection_is_written_directly() {
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let frame = encode(Role::Server, OpCode::Text, b"now");
     assert!(matches!(sender.write_now(Outgoing::Owned(frame)), Ok(None)));
     assert_eq!(read_frame(&mut client), (0x81, b"now".to_vec()));
@@ -119,7 +119,7 @@ fn an_idle_connection_is_written_directly() {
 #[test]
 fn a_connection_that_keeps_up_has_no_writer_thread() {
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     for i in 0..100u8 {
         sender.send_message(&Message::Binary(vec![i; 100])).unwrap();
         assert_eq!(read_frame(&mut client), (0x82, vec![i; 100]));
@@ -135,7 +135,7 @@ fn a_connection_that_keeps_up_has_no_writer_thread() {
 fn a_peer_that_falls_behind_gets_a_writer() {
     const FRAMES: usize = 128; // 8 MiB: more than loopback buffers hold
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let late_reader = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
         (0..FRAMES)
@@ -172,7 +172,7 @@ fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
 #[test]
 fn a_close_from_the_peer_is_answered_without_a_writer_thread() {
     let (server, mut client) = pair();
-    let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (mut reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let reading = std::thread::spawn(move || reader.next_message());
     client
         .write_all(&encode(
@@ -200,7 +200,7 @@ fn a_close_from_the_peer_is_answered_without_a_writer_thread() {
 #[test]
 fn a_protocol_error_is_answered_without_a_writer_thread() {
     let (server, mut client) = pair();
-    let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (mut reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let reading = std::thread::spawn(move || reader.next_message());
     // An unmasked frame from a client (§5.1).
     client.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
@@ -222,7 +222,7 @@ fn a_protocol_error_is_answered_without_a_writer_thread() {
 fn a_close_from_a_peer_that_fell_behind_follows_what_was_queued() {
     const FRAMES: usize = 128; // 8 MiB: more than loopback buffers hold
     let (server, mut client) = pair();
-    let (mut reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (mut reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     for i in 0..FRAMES {
         let payload = [(i as u32).to_be_bytes().as_slice(), &[0; 65532]].concat();
         sender.send_message(&Message::Binary(payload)).unwrap();
@@ -252,7 +252,7 @@ fn a_close_from_a_peer_that_fell_behind_follows_what_was_queued() {
 #[test]
 fn the_rest_of_a_partly_written_close_is_the_last_thing_sent() {
     let (server, mut client) = pair();
-    let (_reader, sender) = start(server, &[], Config::new(Role::Server)).unwrap();
+    let (_reader, sender) = start(server, &[], Config::new(Role::Server), None).unwrap();
     let close = encode(Role::Server, OpCode::Close, &close_payload(1000, "done"));
     {
         // Stand in for `close_now` after a partial send, with a frame a
