@@ -48,7 +48,7 @@ pub(crate) use reader::timed_out;
 pub use sender::{Disconnected, Sender, encode};
 use wire::Link;
 pub use wire::Outgoing;
-use writer::{Writer, WriterSlot};
+use writer::{ToWriter, Writer, WriterSlot};
 
 use super::extension::Extension;
 use super::frame::Role;
@@ -125,8 +125,7 @@ pub fn start(
 /// their constructors' frames add up.
 struct Channels {
     data: (QueueSender<Outgoing>, QueueReceiver<Outgoing>),
-    control: (channel::Sender<Outgoing>, Receiver<Outgoing>),
-    wake: (channel::Sender<()>, Receiver<()>),
+    control: (channel::Sender<ToWriter>, Receiver<ToWriter>),
     alive: (channel::Sender<()>, Receiver<()>),
 }
 
@@ -140,7 +139,6 @@ impl Channels {
         Channels {
             data: queue(queue_len),
             control: bounded(8),
-            wake: bounded(1),
             alive: bounded(0),
         }
     }
@@ -169,7 +167,6 @@ fn halves(
     let Channels {
         data: (data_tx, data_rx),
         control: (control_tx, control_rx),
-        wake: (wake_tx, wake_rx),
         alive: (alive_tx, alive_rx),
     } = channels;
     let link = Arc::new(Link::new(peer));
@@ -178,7 +175,6 @@ fn halves(
         link: Arc::clone(&link),
         data: data_rx,
         control: control_rx,
-        wake: wake_rx,
         reader_alive: alive_rx,
         role: config.role,
         max_batch: config.max_batch.max(1),
@@ -190,7 +186,6 @@ fn halves(
         link: Arc::clone(&link),
         data: data_tx,
         control: control_tx,
-        wake: wake_tx,
         writer: Arc::new(WriterSlot::new(writer, config.writer_stack)),
     };
     let mut buf = vec![

@@ -17,7 +17,7 @@ use super::closing::{CloseKind, CloseRequest, end_tcp_after_close};
 use super::queue::QueueSender;
 pub use super::queue::TrySend;
 use super::wire::{Link, Outgoing, Wire, no_room, send_without_blocking};
-use super::writer::WriterSlot;
+use super::writer::{ToWriter, WriterSlot};
 use crate::ws::broadcast::{Batch, Mark};
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{OpCode, Role, close_payload, encode_frame};
@@ -53,10 +53,8 @@ pub struct Sender {
     pub(super) stream: Arc<TcpStream>,
     pub(super) link: Arc<Link>,
     pub(super) data: QueueSender<Outgoing>,
-    /// Pings and pongs, which go out ahead of data.
-    pub(super) control: channel::Sender<Outgoing>,
-    /// Wake-ups for the writer: the wire or the pending Close changed.
-    pub(super) wake: channel::Sender<()>,
+    /// Pings and pongs, which go out ahead of data, and wake-ups.
+    pub(super) control: channel::Sender<ToWriter>,
     pub(super) writer: Arc<WriterSlot>,
 }
 
@@ -147,8 +145,9 @@ impl Sender {
     /// Tell the writer the wire or the pending Close changed, and make sure
     /// it runs.
     pub(super) fn wake_writer(&self) -> Result<(), Disconnected> {
-        // Full: a wake-up is pending already, and one is enough.
-        if let Err(channel::TrySendError::Disconnected(())) = self.wake.try_send(()) {
+        // Full: the writer has items waiting already, and looks at the
+        // wire and the pending Close when it takes each of them.
+        if let Err(channel::TrySendError::Disconnected(_)) = self.control.try_send(ToWriter::Wake) {
             return Err(Disconnected);
         }
         self.writer.start();
@@ -170,9 +169,9 @@ impl Sender {
     pub(super) fn queue_control(&self, frame: Outgoing, wait: bool) -> Result<(), Disconnected> {
         self.link.controls_pending.fetch_add(1, Ordering::AcqRel);
         let queued = if wait {
-            self.control.send(frame).is_ok()
+            self.control.send(ToWriter::Control(frame)).is_ok()
         } else {
-            self.control.try_send(frame).is_ok()
+            self.control.try_send(ToWriter::Control(frame)).is_ok()
         };
         if !queued {
             self.link.controls_pending.fetch_sub(1, Ordering::AcqRel);

@@ -3,10 +3,11 @@
 //! cannot go out at once), it then drains the queues for the connection's
 //! life, blocking on the socket so that nobody else does.
 //!
-//! It wakes for queued data, queued control frames (pings and pongs, which
-//! go out ahead of data), and wake-ups, which carry nothing: they say the
-//! wire or the pending Close changed (a sender left the rest of a frame in
-//! [`Wire::partial`], or a Close was asked for). Whatever is queued when it
+//! It wakes for queued data and for what the control queue brings: control
+//! frames (pings and pongs, which go out ahead of data) and wake-ups, which
+//! carry nothing and are never written: they say the wire or the pending
+//! Close changed (a sender left the rest of a frame in [`Wire::partial`], or
+//! a Close was asked for). Whatever is queued when it
 //! wakes goes out in one `write_vectored` call.
 //!
 //! [`Wire::partial`]: super::wire::Wire::partial
@@ -80,13 +81,21 @@ fn spawn_writer(writer: Writer, stack: usize) -> io::Result<()> {
         .map(drop)
 }
 
+/// What the control queue carries to the writer.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// An encoded Ping or Pong, counted in `Link::controls_pending`.
+    Control(Outgoing),
+    /// Nothing to send: look at the wire and the pending Close again.
+    Wake,
+}
+
 #[derive(Debug)]
 pub struct Writer {
     pub stream: Arc<TcpStream>,
     pub link: Arc<Link>,
     pub data: QueueReceiver<Outgoing>,
-    pub control: Receiver<Outgoing>,
-    pub wake: Receiver<()>,
+    pub control: Receiver<ToWriter>,
     /// Disconnected when the reader is done; the writer waits on it after
     /// starting a close.
     pub reader_alive: Receiver<()>,
@@ -101,10 +110,9 @@ impl Writer {
         let mut controls: Vec<Outgoing> = Vec::new();
         // The channels close when every sender is gone: once the data queue
         // is drained, nothing more will come.
-        let (mut data_open, mut control_open, mut wake_open) = (true, true, true);
+        let (mut data_open, mut control_open) = (true, true);
         while data_open || control_open {
-            let (never_data, never_control, never_wake) =
-                (channel::never(), channel::never(), channel::never());
+            let (never_data, never_control) = (channel::never(), channel::never());
             let data = if data_open {
                 self.data.channel()
             } else {
@@ -115,20 +123,22 @@ impl Writer {
             } else {
                 &never_control
             };
-            let wake = if wake_open { &self.wake } else { &never_wake };
             channel::select_biased! {
                 recv(control) -> c => match c {
-                    Ok(frame) => controls.push(frame),
+                    Ok(ToWriter::Control(frame)) => controls.push(frame),
+                    Ok(ToWriter::Wake) => {}
                     Err(_) => control_open = false,
                 },
-                recv(wake) -> w => wake_open = w.is_ok(),
                 recv(data) -> d => match d {
                     Ok(frame) => batch.push(frame),
                     Err(_) => data_open = false,
                 },
             }
             let mut wire = self.link.wire();
-            controls.extend(self.control.try_iter());
+            controls.extend(self.control.try_iter().filter_map(|item| match item {
+                ToWriter::Control(frame) => Some(frame),
+                ToWriter::Wake => None,
+            }));
             let controls_taken = controls.len();
             if self.link.handshake.is_sent() {
                 // The reader wrote our Close itself (`Sender::close_now`):
@@ -233,9 +243,9 @@ impl Writer {
             }
             channel::select! {
                 recv(self.reader_alive) -> _ => break,
-                recv(self.wake) -> w => if w.is_err() { break },
-                // Nothing is sent after our Close; a reader blocked on a
-                // full control queue is let go.
+                // A wake-up (the reader may have taken the peer's Close),
+                // or a control frame: nothing is sent after our Close, but a
+                // reader blocked on a full control queue is let go.
                 recv(self.control) -> control => if control.is_err() { break },
                 recv(deadline) -> _ => break,
             }
