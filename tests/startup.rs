@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -33,20 +33,27 @@ fn run_to_end(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-#[test]
-fn a_host_name_is_accepted_and_resolved() {
+/// Start the binary listening on `addr`, and read its first line (the
+/// address line) from its stdout.
+fn start_and_read_line(addr: &str, stderr: Stdio) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["--addr", "localhost:0"])
+        .args(["--addr", addr])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn wschat");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, line)
+}
+
+#[test]
+fn a_host_name_is_accepted_and_resolved() {
+    let (mut child, line) = start_and_read_line("localhost:0", Stdio::null());
     println!("{}", line.trim());
     let port: u16 = line
         .split("http://localhost:")
@@ -99,18 +106,7 @@ fn ctrl_c_right_after_the_address_line_stops_cleanly() {
     // the moment the line is read is handled, never the default (death by
     // signal). Several times, since the window is short.
     for round in 0..5 {
-        let mut child = Command::new(BIN)
-            .args(["--addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wschat");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut child, line) = start_and_read_line("127.0.0.1:0", Stdio::piped());
         assert!(line.contains("http://127.0.0.1:"), "{line:?}");
         let sent = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
