@@ -1,6 +1,6 @@
 //! Every rule of the receiving codec (RFC 6455 §5, §7.4, §8.1, §10.4)
 //! through the public API only. Every violation of the shared table
-//! (`tests/shared/violations.rs`, which the socket tests run too) must give
+//! (`tests/common/violations.rs`, which the socket tests run too) must give
 //! its `ProtocolError` and close code however its bytes are split; the
 //! tests after it check what the table cannot say: when an error is
 //! reported, and what is accepted at the edges of each rule.
@@ -10,13 +10,13 @@ use wschat::ws::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use wschat::ws::mask::apply_mask;
 use wschat::ws::{CloseCode, Decoder, Event, Limits, Message, ProtocolError, Role};
 
-// A per-thread allocation counter (tests/shared/counting_alloc.rs), so that
+// A per-thread allocation counter (tests/common/counting_alloc.rs), so that
 // one test can assert that a large *declared* length allocates nothing in
 // proportion to it.
-#[path = "shared/counting_alloc.rs"]
+#[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 mod support;
-#[path = "shared/violations.rs"]
+#[path = "common/violations.rs"]
 mod violations;
 
 use counting_alloc::peak_allocation;

@@ -48,7 +48,7 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 // The `message_assembler` target's input format (role, limits, chunking
 // from the first three bytes), shared with it. The replay below chunks the
 // stream its own ways, so the chunking fields go unused here.
-#[path = "shared/assembler_input.rs"]
+#[path = "common/assembler_input.rs"]
 #[allow(dead_code)]
 mod assembler_input;
 

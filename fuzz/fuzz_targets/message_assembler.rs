@@ -28,10 +28,10 @@ use wschat::ws::mask::apply_mask_reference;
 use wschat::ws::{CloseCode, Decoder, Event, Limits, Message, ProtocolError, Role};
 
 // The counting allocator and the input format are shared with the tests
-// (tests/shared/), so the replayed corpus and the target agree.
-#[path = "../../tests/shared/assembler_input.rs"]
+// (tests/common/), so the replayed corpus and the target agree.
+#[path = "../../tests/common/assembler_input.rs"]
 mod assembler_input;
-#[path = "../../tests/shared/counting_alloc.rs"]
+#[path = "../../tests/common/counting_alloc.rs"]
 #[allow(dead_code)]
 mod counting_alloc;
 use counting_alloc::{LIVE, PEAK};

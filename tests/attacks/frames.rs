@@ -1,4 +1,4 @@
-//! Frames: every protocol violation of `tests/shared/violations.rs`
+//! Frames: every protocol violation of `tests/common/violations.rs`
 //! against the binary, a valid message split inside a character, declared
 //! lengths that must cost nothing, and a flood of one-byte fragments.
 

@@ -1,6 +1,6 @@
 //! Attacks on a real `wschat` process over loopback: malformed and abusive
 //! HTTP ([`handshake`]), every protocol violation of
-//! `tests/shared/violations.rs` and abusive frames ([`frames`]), peers that
+//! `tests/common/violations.rs` and abusive frames ([`frames`]), peers that
 //! half-close, reset or stop mid-header ([`odd_peers`]), slowloris and slow
 //! readers ([`slow_peers`]), floods and churn ([`floods`]), and the
 //! connection caps ([`caps`]).
@@ -12,7 +12,7 @@
 
 #[path = "../support/mod.rs"]
 mod support;
-#[path = "../shared/violations.rs"]
+#[path = "../common/violations.rs"]
 mod violations;
 
 mod caps;

@@ -6,7 +6,7 @@
 //!   with a tungstenite client ([`tungstenite_client`]), with a raw client
 //!   for what tungstenite refuses to send ([`raw_client`]), through the
 //!   closing handshake ([`closing`]) and through every protocol violation
-//!   of `tests/shared/violations.rs` ([`protocol_errors`]);
+//!   of `tests/common/violations.rs` ([`protocol_errors`]);
 //! - our client (`ws::client::connect`) with a tungstenite server
 //!   ([`tungstenite_server`]), and with a raw server for what tungstenite
 //!   would not do ([`raw_server`]);
@@ -23,7 +23,7 @@
 
 #[path = "../support/mod.rs"]
 mod support;
-#[path = "../shared/violations.rs"]
+#[path = "../common/violations.rs"]
 mod violations;
 
 mod closing;

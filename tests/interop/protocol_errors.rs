@@ -1,4 +1,4 @@
-//! Every protocol violation of `tests/shared/violations.rs` committed
+//! Every protocol violation of `tests/common/violations.rs` committed
 //! against our server, and what tungstenite sees of the same failures.
 
 use std::io::Write;
