@@ -348,15 +348,7 @@ fn run(args: &Args) -> Result<bool, String> {
         out.insert("churn_cycles".into(), json!(cycles));
         out.insert("churn_conn_per_s".into(), json!(cycles as f64 / elapsed));
         out.insert("churn_errors".into(), json!(stats.churn_errors));
-        out.insert(
-            "churn_cycle_p50_us".into(),
-            us(stats.cycle.value_at_quantile(0.5)),
-        );
-        out.insert(
-            "churn_cycle_p99_us".into(),
-            us(stats.cycle.value_at_quantile(0.99)),
-        );
-        out.insert("churn_cycle_max_us".into(), us(stats.cycle.max()));
+        cycle_results(&mut out, &stats);
         out.insert(
             "handshake_p50_us".into(),
             us(stats.handshake.value_at_quantile(0.5)),
@@ -638,16 +630,21 @@ fn churn_results(out: &mut Map<String, Value>, churn: &Stats, args: &Args) {
     out.insert("churn_errors".into(), json!(churn.churn_errors));
     out.insert("churn_unfinished".into(), json!(churn.churn_unfinished));
     if !churn.cycle.is_empty() {
-        out.insert(
-            "churn_cycle_p50_us".into(),
-            us(churn.cycle.value_at_quantile(0.5)),
-        );
-        out.insert(
-            "churn_cycle_p99_us".into(),
-            us(churn.cycle.value_at_quantile(0.99)),
-        );
-        out.insert("churn_cycle_max_us".into(), us(churn.cycle.max()));
+        cycle_results(out, churn);
     }
+}
+
+/// How long a churn cycle (connect, one message, close) took: p50, p99, max.
+fn cycle_results(out: &mut Map<String, Value>, stats: &Stats) {
+    out.insert(
+        "churn_cycle_p50_us".into(),
+        us(stats.cycle.value_at_quantile(0.5)),
+    );
+    out.insert(
+        "churn_cycle_p99_us".into(),
+        us(stats.cycle.value_at_quantile(0.99)),
+    );
+    out.insert("churn_cycle_max_us".into(), us(stats.cycle.max()));
 }
 
 /// Once every connection is closed: the server's threads and RSS before,
