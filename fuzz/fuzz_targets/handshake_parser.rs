@@ -12,10 +12,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wschat::ws::handshake::{
-    HeadLimits, HeadScanner, HttpError, Request, accept_key, accept_response, check_response,
-    check_upgrade,
-};
+use wschat::http::{HeadLimits, HeadScanner, HttpError, Request};
+use wschat::ws::handshake::{accept_key, accept_response, check_response, check_upgrade};
 
 /// The first position just after a blank line (`\n\n` or `\n\r\n`).
 fn naive_end(bytes: &[u8]) -> Option<usize> {

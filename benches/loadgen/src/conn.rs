@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use wschat::ws::frame::{close_payload, encode_frame};
-use wschat::ws::handshake::{self, HeadLimits, HeadScanner};
+use wschat::http::{HeadLimits, HeadScanner};
+use wschat::ws::handshake;
 use wschat::ws::mask::MaskSource;
 use wschat::ws::{Decoder, Event, Limits, Message, OpCode, Role};
 
