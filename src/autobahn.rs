@@ -15,7 +15,7 @@ fn config() -> Config {
 
 /// Run every case against the fuzzingserver at `base` (e.g.
 /// `ws://127.0.0.1:9001`) as `agent`; returns the number of cases.
-pub fn run(base: &str, agent: &str) -> Result<usize, ConnectError> {
+pub fn run(base: &str, agent: &str, deflate: Option<usize>) -> Result<usize, ConnectError> {
     let timeout = Duration::from_secs(10);
     let (mut reader, _sender) =
         client::connect(&format!("{base}/getCaseCount"), config(), timeout)?;
@@ -25,7 +25,7 @@ pub fn run(base: &str, agent: &str) -> Result<usize, ConnectError> {
     };
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
-        let (mut reader, sender) = client::connect(&url, config(), timeout)?;
+        let (mut reader, sender) = client::connect_offering(&url, config(), timeout, deflate)?;
         while let Ok(message) = reader.next_message() {
             if sender.send_message(&message).is_err() {
                 break;

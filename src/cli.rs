@@ -49,6 +49,29 @@ pub struct EchoArgs {
     /// Address to listen on: HOST:PORT, the host a name or an IP address.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub addr: ListenAddr,
+    #[command(flatten)]
+    pub deflate: DeflateArgs,
+}
+
+/// permessage-deflate (RFC 7692), on unless turned off.
+#[derive(Args, Debug, Clone)]
+pub struct DeflateArgs {
+    /// Accept permessage-deflate when a client offers it (the default).
+    #[arg(long, overrides_with = "no_deflate")]
+    pub deflate: bool,
+    /// Accept no extension: every message goes uncompressed.
+    #[arg(long, overrides_with = "deflate")]
+    pub no_deflate: bool,
+    /// With permessage-deflate, messages shorter than this (bytes) go uncompressed.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::ws::deflate::DEFAULT_THRESHOLD)]
+    pub deflate_threshold: usize,
+}
+
+impl DeflateArgs {
+    /// The threshold, or `None` when deflate is off.
+    pub fn threshold(&self) -> Option<usize> {
+        (!self.no_deflate).then_some(self.deflate_threshold)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +82,8 @@ pub struct AutobahnArgs {
     /// The name the report lists this client under.
     #[arg(long, default_value = "wschat")]
     pub agent: String,
+    #[command(flatten)]
+    pub deflate: DeflateArgs,
 }
 
 /// The chat server's settings. Every limit can be raised, and 0 turns a
@@ -108,6 +133,8 @@ pub struct ServeArgs {
     /// Items queued per client before it counts as too slow (close 1008); an item is a frame or a whole hub batch.
     #[arg(long, default_value_t = WS.queue_len)]
     pub queue: usize,
+    #[command(flatten)]
+    pub deflate: DeflateArgs,
     /// Seconds of silence before the server pings a client (0: never).
     #[arg(long, default_value_t = secs(WS.ping_interval))]
     pub ping_interval: u64,

@@ -6,10 +6,31 @@ use std::net::SocketAddr;
 
 use crate::http::{self, HttpError, Request};
 use crate::server::App;
+use crate::ws::deflate::Deflate;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{Config, Limits, Reader, Role, Sender};
 
-pub struct Echo;
+pub struct Echo {
+    deflate: Option<Deflate>,
+}
+
+impl Echo {
+    /// An echo server; with `deflate`, it accepts permessage-deflate and
+    /// compresses echoes at least that long (RFC 7692).
+    pub fn new(deflate: Option<usize>) -> Echo {
+        Echo {
+            deflate: deflate.map(Deflate::new),
+        }
+    }
+}
+
+/// The binary's echo server: permessage-deflate on, with the default
+/// threshold.
+impl Default for Echo {
+    fn default() -> Echo {
+        Echo::new(Some(crate::ws::deflate::DEFAULT_THRESHOLD))
+    }
+}
 
 /// Echo mode's connection settings: the defaults, with the large limits the
 /// Autobahn 9.x cases need (16 MiB messages, 65,536 fragments and more).
@@ -30,9 +51,12 @@ impl App for Echo {
 
     fn check_upgrade(
         &self,
-        _upgrade: &Upgrade,
+        upgrade: &Upgrade,
     ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
-        Ok(None)
+        Ok(self
+            .deflate
+            .as_ref()
+            .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
     fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {

@@ -11,17 +11,19 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.mode {
-        Some(Mode::Echo(args)) => echo(&args.addr),
-        Some(Mode::AutobahnClient(args)) => match wschat::autobahn::run(&args.url, &args.agent) {
-            Ok(cases) => {
-                println!("autobahn-client: ran {cases} cases against {}", args.url);
-                ExitCode::SUCCESS
+        Some(Mode::Echo(args)) => echo(&args.addr, args.deflate.threshold()),
+        Some(Mode::AutobahnClient(args)) => {
+            match wschat::autobahn::run(&args.url, &args.agent, args.deflate.threshold()) {
+                Ok(cases) => {
+                    println!("autobahn-client: ran {cases} cases against {}", args.url);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("autobahn-client: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("autobahn-client: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         None => serve(&cli.serve),
     }
 }
@@ -57,7 +59,7 @@ fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn echo(addr: &wschat::cli::ListenAddr) -> ExitCode {
+fn echo(addr: &wschat::cli::ListenAddr, deflate: Option<usize>) -> ExitCode {
     let listener = match wschat::run::listen(addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -68,7 +70,7 @@ fn echo(addr: &wschat::cli::ListenAddr) -> ExitCode {
     let server = Server::new(
         listener,
         ServerConfig::new(wschat::echo::ws_config()),
-        Arc::new(wschat::echo::Echo),
+        Arc::new(wschat::echo::Echo::new(deflate)),
     );
     if let Ok(addr) = server.local_addr() {
         println!("wschat echo: ws://{addr}/");

@@ -138,6 +138,7 @@ pub fn chat_config(args: &ServeArgs) -> ChatConfig {
         },
         rate: args.rate,
         burst: args.burst,
+        deflate: args.deflate.threshold(),
         origins: OriginPolicy {
             any: args.allow_origin.iter().any(|o| o == "*"),
             allowed: args

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::{HttpError, Request, StaticFiles};
 use crate::server::App;
+use crate::ws::deflate::Deflate;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{CloseCode, Message, Reader, Sender};
 use hub::HubEvent;
@@ -63,6 +64,9 @@ pub struct ChatConfig {
     pub origins: OriginPolicy,
     /// How long to wait for an optional `hello` before joining as a guest.
     pub hello_wait: Duration,
+    /// permessage-deflate for clients that offer it (RFC 7692): messages at
+    /// least this long are compressed; `None` accepts no extension.
+    pub deflate: Option<usize>,
     /// Test hook: a reader thread panics when it receives this text, to
     /// show that one connection's panic does not take the server down.
     #[doc(hidden)]
@@ -77,6 +81,7 @@ impl Default for ChatConfig {
             burst: 40,
             origins: OriginPolicy::default(),
             hello_wait: Duration::from_millis(500),
+            deflate: Some(crate::ws::deflate::DEFAULT_THRESHOLD),
             panic_on: None,
         }
     }
@@ -87,6 +92,7 @@ pub struct Chat {
     files: StaticFiles,
     events: crossbeam_channel::Sender<HubEvent>,
     next_id: AtomicU64,
+    deflate: Option<Deflate>,
 }
 
 impl Chat {
@@ -96,6 +102,7 @@ impl Chat {
         events: crossbeam_channel::Sender<HubEvent>,
     ) -> Chat {
         Chat {
+            deflate: config.deflate.map(Deflate::new),
             config,
             files,
             events,
@@ -144,8 +151,10 @@ impl App for Chat {
                 host = upgrade.host
             )));
         }
-        // No extension is offered to chat clients yet.
-        Ok(None)
+        Ok(self
+            .deflate
+            .as_ref()
+            .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
     fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::{App, ServerConfig};
 use crate::http::{self, HeadError, HttpError, Request};
-use crate::ws::extension::{Extension, Negotiated};
+use crate::ws::extension::{InUse, Negotiated};
 use crate::ws::handshake;
 
 /// An upgraded stream, the bytes read past its head, and the extension
 /// negotiated for it.
-pub(super) type Upgraded = (TcpStream, Vec<u8>, Option<Box<dyn Extension>>);
+pub(super) type Upgraded = (TcpStream, Vec<u8>, Option<InUse>);
 
 /// Read the request and answer it: a plain HTTP response or a refusal (then
 /// `None`), or `101 Switching Protocols`, returning the stream, the bytes
@@ -75,10 +75,7 @@ pub(super) fn answer_request(
         "the App accepted an extension the client did not offer"
     );
     let (response, extension) = match negotiated {
-        Some(Negotiated {
-            response,
-            extension,
-        }) => (Some(response), Some(extension)),
+        Some(Negotiated { response, in_use }) => (Some(response), Some(in_use)),
         None => (None, None),
     };
     log::debug!(

@@ -8,6 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::conn::{self, Config, Reader, Sender};
+use super::deflate::{self, BadParams};
 use super::frame::Role;
 use super::handshake::{self, ClientHandshakeError};
 use super::mask::MaskSource;
@@ -24,6 +25,9 @@ pub enum ConnectError {
     Handshake(ClientHandshakeError),
     /// The head of the server's answer is too large.
     Http(HttpError),
+    /// The server accepted permessage-deflate with parameters this client
+    /// cannot accept (RFC 7692 §5.1: the client fails the connection).
+    Extension(BadParams),
 }
 
 impl fmt::Display for ConnectError {
@@ -34,6 +38,9 @@ impl fmt::Display for ConnectError {
             ConnectError::Timeout => f.write_str("handshake timed out"),
             ConnectError::Handshake(e) => write!(f, "{e}"),
             ConnectError::Http(e) => write!(f, "{e}"),
+            ConnectError::Extension(e) => {
+                write!(f, "unacceptable permessage-deflate response: {e:?}")
+            }
         }
     }
 }
@@ -68,11 +75,26 @@ pub fn split_url(url: &str) -> Result<(String, String), ConnectError> {
 }
 
 /// Open a client connection to a `ws://` URL: connect, handshake, and
-/// return the two halves (the writer thread starts when first needed).
+/// return the two halves (the writer thread starts when first needed). It
+/// offers no extension.
 pub fn connect(
+    url: &str,
+    config: Config,
+    timeout: Duration,
+) -> Result<(Reader, Sender), ConnectError> {
+    connect_offering(url, config, timeout, None)
+}
+
+/// [`connect`], offering permessage-deflate when `deflate` is given
+/// (RFC 7692 §5): messages at least that long are sent compressed, and the
+/// connection uses whatever a conforming server answers (see
+/// [`deflate::client_in_use`]). A server that answers with parameters the
+/// client cannot accept fails the connection (§5.1).
+pub fn connect_offering(
     url: &str,
     mut config: Config,
     timeout: Duration,
+    deflate: Option<usize>,
 ) -> Result<(Reader, Sender), ConnectError> {
     let (authority, path) = split_url(url)?;
     let addr = authority
@@ -81,7 +103,9 @@ pub fn connect(
         .ok_or_else(|| ConnectError::BadUrl(url.to_owned()))?;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     let deadline = Instant::now() + timeout;
-    let request = handshake::client_request(&authority, &path, &mut MaskSource::new());
+    let offer = deflate.map(|_| deflate::client_offer());
+    let request =
+        handshake::client_request_offering(&authority, &path, offer, &mut MaskSource::new());
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&request.bytes)?;
     let (head, leftover) =
@@ -91,8 +115,16 @@ pub fn connect(
             HeadError::Eof => ConnectError::Io(io::ErrorKind::UnexpectedEof.into()),
             HeadError::Io(e) => ConnectError::Io(e),
         })?;
-    handshake::check_response(&head, &request.expected_accept).map_err(ConnectError::Handshake)?;
+    let accepted = request
+        .check_response(&head)
+        .map_err(ConnectError::Handshake)?;
+    let extension = match (accepted, deflate) {
+        (Some(response), Some(threshold)) => {
+            Some(deflate::client_in_use(&response, threshold).map_err(ConnectError::Extension)?)
+        }
+        _ => None,
+    };
     stream.set_read_timeout(None)?;
     config.role = Role::Client;
-    Ok(conn::start(stream, &leftover, config, None)?)
+    Ok(conn::start(stream, &leftover, config, extension)?)
 }

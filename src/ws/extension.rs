@@ -31,8 +31,9 @@
 //! UTF-8 check (1007, incrementally) apply to the transformed bytes, and a
 //! sink error stops the extension at once — so an inflating extension never
 //! produces more than the limit plus one piece. Sending, a whole message's
-//! payload goes through [`Extension::encode`], which says which RSV bits its
-//! first frame carries ([`encode_message`]).
+//! payload goes through the extension's [`Encoder`], which says which RSV
+//! bits its first frame carries ([`encode_message`]); a broadcast asks it
+//! once per [`Encoder::shared_key`], not once per receiver.
 //!
 //! The extension is negotiated in the opening handshake (§9.1): the client
 //! offers it in `Sec-WebSocket-Extensions`
@@ -42,11 +43,9 @@
 //! ([`accept_response`](super::handshake::accept_response)), and the
 //! connection's decoder runs it ([`conn::start`](super::conn::start)).
 //!
-//! No extension is implemented yet; permessage-deflate (RFC 7692) is the
-//! one to come. Its zlib contexts are meant to live in a shared pool that an
-//! `Extension` value holds a handle to, taken for a message and given back
-//! at its end, not one per connection; its [`Extension::encode`] is what a
-//! broadcast would call once per message and window size.
+//! permessage-deflate (RFC 7692, `deflate/`) is the one implemented: its
+//! DEFLATE contexts live in shared pools, taken for a message and given
+//! back at its end, not kept by each connection.
 //!
 //! **A trait, not an enum.** The decoder holds an
 //! `Option<Box<dyn Extension>>`: `None` costs a few predictable branches
@@ -60,7 +59,7 @@
 //! would buy static dispatch where it does not matter, and close the set.
 //!
 //! RFC 6455 §5.8 (extensibility), §9 (extensions, §9.1 negotiation);
-//! RFC 7692 (permessage-deflate, to come).
+//! RFC 7692 (permessage-deflate).
 
 use std::fmt;
 
@@ -87,7 +86,7 @@ pub const MAX_OUTPUT_PIECE: usize = 16 * 1024;
 /// handshake. One value per connection and direction of use: the
 /// [`Decoder`] owns the one it receives with.
 ///
-/// RFC 6455 §5.8, §9; RFC 7692 §5–§6 (permessage-deflate, the one to come).
+/// RFC 6455 §5.8, §9; RFC 7692 §5–§6 (permessage-deflate).
 pub trait Extension: Send + fmt::Debug {
     /// The RSV bits this extension gives a meaning to, in
     /// [`FrameHeader::rsv`](super::frame::FrameHeader::rsv)'s layout
@@ -113,13 +112,39 @@ pub trait Extension: Send + fmt::Debug {
     /// hand the rest of the output to `sink` and be ready for the next
     /// message.
     fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), ProtocolError>;
+}
 
-    /// Sending: a whole data message's payload. Either write the payload to
-    /// send into `out` and return the RSV bits its first frame carries, or
-    /// return `None` to send `payload` as it is, RSV 0 (a message too small
-    /// to be worth compressing). Cannot fail: a failure here is ours, not
-    /// the peer's, and is no [`ProtocolError`].
-    fn encode(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Option<u8>;
+/// The sending side of a per-message extension: shared by every thread
+/// that sends on the connection (its [`Sender`](super::Sender) clones),
+/// and, through [`Encoder::shared_key`], by every receiver of a broadcast
+/// that can be sent the same bytes.
+///
+/// RFC 6455 §5.8, §9; RFC 7692 §7.2.1 (permessage-deflate's).
+pub trait Encoder: Send + Sync + fmt::Debug {
+    /// A whole data message's payload. Either write the payload to send
+    /// into `out` and return the RSV bits its first frame carries, or
+    /// return `None` (leaving `out` as it was) to send `payload` as it is,
+    /// RSV 0 (a message too small to be worth compressing). Cannot fail: a
+    /// failure here is ours, not the peer's, and is no [`ProtocolError`].
+    fn encode(&self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Option<u8>;
+
+    /// Encoders of one server that return the same key encode every
+    /// message to the same bytes (they keep no state between messages), so
+    /// one encoding of a broadcast serves all their receivers; `None` when
+    /// the encoding depends on the connection. Keys are below [`SHARED_KEYS`].
+    fn shared_key(&self) -> Option<usize>;
+}
+
+/// The bound on [`Encoder::shared_key`].
+pub const SHARED_KEYS: usize = 16;
+
+/// A negotiated extension at work on one connection: the receiving half the
+/// decoder runs, and the sending half (`None` when this side sends nothing
+/// transformed, e.g. a window it cannot honour).
+#[derive(Debug)]
+pub struct InUse {
+    pub receive: Box<dyn Extension>,
+    pub send: Option<std::sync::Arc<dyn Encoder>>,
 }
 
 /// What an application's
@@ -131,14 +156,14 @@ pub struct Negotiated {
     /// `Sec-WebSocket-Extensions` (§9.1). Its name must be one the client
     /// offered (§9.1: the server may only accept an offer).
     pub response: ExtensionOffer,
-    /// The connection's instance; its decoder runs it.
-    pub extension: Box<dyn Extension>,
+    /// The connection's instance.
+    pub in_use: InUse,
 }
 
 /// Append one whole data message as one frame: through `extension` when
 /// there is one, with the RSV bits it says, else as [`encode_frame`] does.
 pub fn encode_message(
-    extension: Option<&mut dyn Extension>,
+    extension: Option<&dyn Encoder>,
     out: &mut Vec<u8>,
     opcode: OpCode,
     payload: &[u8],
@@ -232,13 +257,19 @@ mod tests {
         fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), ProtocolError> {
             sink(self.tail)
         }
+    }
 
-        fn encode(&mut self, _opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+    impl Encoder for Flip {
+        fn encode(&self, _opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) -> Option<u8> {
             if payload.len() < 2 {
                 return None;
             }
             out.extend(payload.iter().map(|b| b ^ 0x80));
             Some(RSV1)
+        }
+
+        fn shared_key(&self) -> Option<usize> {
+            Some(0)
         }
     }
 
@@ -520,16 +551,16 @@ mod tests {
 
     #[test]
     fn encode_message_sets_the_bits_the_extension_names() {
-        let mut ext = flip();
+        let ext = flip();
         let mut out = Vec::new();
-        encode_message(Some(&mut ext), &mut out, OpCode::Text, b"Hello", Some(KEY));
+        encode_message(Some(&ext), &mut out, OpCode::Text, b"Hello", Some(KEY));
         let (header, n) = FrameHeader::parse(&out, Role::Server).unwrap().unwrap();
         assert_eq!((header.rsv, header.payload_len, n), (RSV1, 5, 6));
         let (events, _) = decode_all(decoder(Some(flip()), Limits::CHAT), &out);
         assert_eq!(events, [text("Hello")]);
         // The extension declines: sent as it is, RSV 0.
         let mut out = Vec::new();
-        encode_message(Some(&mut ext), &mut out, OpCode::Text, b"H", None);
+        encode_message(Some(&ext), &mut out, OpCode::Text, b"H", None);
         let mut plain = Vec::new();
         encode_frame(&mut plain, true, OpCode::Text, b"H", None);
         assert_eq!(out, plain);

@@ -12,6 +12,7 @@ pub mod broadcast;
 pub mod client;
 pub mod close;
 pub mod conn;
+pub mod deflate;
 pub mod extension;
 pub mod frame;
 pub mod handshake;

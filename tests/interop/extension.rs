@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wschat::http::{HttpError, Request};
 use wschat::server::App;
-use wschat::ws::extension::{Extension, Negotiated, Sink};
+use wschat::ws::extension::{Extension, InUse, Negotiated, Sink};
 use wschat::ws::frame::RSV1;
 use wschat::ws::handshake::{ExtensionOffer, Upgrade};
 use wschat::ws::{OpCode, ProtocolError, Reader, Sender};
@@ -46,10 +46,6 @@ impl Extension for Flip {
     fn finish(&mut self, _sink: &mut Sink<'_>) -> Result<(), ProtocolError> {
         Ok(())
     }
-
-    fn encode(&mut self, _opcode: OpCode, _payload: &[u8], _out: &mut Vec<u8>) -> Option<u8> {
-        None
-    }
 }
 
 /// Echo, accepting [`Flip`] when it is offered.
@@ -67,7 +63,10 @@ impl App for FlipEcho {
             .any(|offer| offer.is(NAME))
             .then(|| Negotiated {
                 response: ExtensionOffer::new(NAME).param("accepted", None),
-                extension: Box::new(Flip),
+                in_use: InUse {
+                    receive: Box::new(Flip),
+                    send: None,
+                },
             }))
     }
 

@@ -44,7 +44,7 @@ impl InProcessServer {
 
     /// The echo `App` with `config`.
     pub fn echo_with(config: Config) -> InProcessServer {
-        InProcessServer::start(config, Arc::new(wschat::echo::Echo))
+        InProcessServer::start(config, Arc::new(wschat::echo::Echo::default()))
     }
 
     /// Wait until every connection thread of the server has finished: each

@@ -50,7 +50,7 @@ use wire::Link;
 pub use wire::Outgoing;
 use writer::{ToWriter, Writer, WriterSlot};
 
-use super::extension::Extension;
+use super::extension::InUse;
 use super::frame::Role;
 use super::message::{Decoder, Limits};
 use super::trace;
@@ -105,15 +105,16 @@ const INITIAL_READ_BUFFER: usize = 512;
 
 /// Start a connection over an upgraded stream. `leftover` holds bytes read
 /// past the handshake, which already belong to the first frames;
-/// `extension` is the one negotiated in the handshake, if any, which the
-/// reader's decoder runs ([`crate::ws::extension`]).
+/// `extension` is the one negotiated in the handshake, if any: the reader's
+/// decoder runs its receiving half, the senders its sending half
+/// ([`crate::ws::extension`]).
 ///
 /// Returns the two halves; the writer thread starts when it is first needed.
 pub fn start(
     stream: TcpStream,
     leftover: &[u8],
     config: Config,
-    extension: Option<Box<dyn Extension>>,
+    extension: Option<InUse>,
 ) -> io::Result<(Reader, Sender)> {
     let channels = Channels::new(config.queue_len);
     halves(stream, leftover, config, channels, extension)
@@ -152,7 +153,7 @@ fn halves(
     leftover: &[u8],
     config: Config,
     channels: Channels,
-    extension: Option<Box<dyn Extension>>,
+    extension: Option<InUse>,
 ) -> io::Result<(Reader, Sender)> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(config.write_timeout)?;
@@ -170,6 +171,10 @@ fn halves(
         alive: (alive_tx, alive_rx),
     } = channels;
     let link = Arc::new(Link::new(peer));
+    let (receive, encoder) = match extension {
+        Some(InUse { receive, send }) => (Some(receive), send),
+        None => (None, None),
+    };
     let writer = Writer {
         stream: Arc::clone(&stream),
         link: Arc::clone(&link),
@@ -187,6 +192,7 @@ fn halves(
         data: data_tx,
         control: control_tx,
         writer: Arc::new(WriterSlot::new(writer, config.writer_stack)),
+        encoder,
     };
     let mut buf = vec![
         0;
@@ -196,7 +202,7 @@ fn halves(
             .max(64)
     ];
     buf[..leftover.len()].copy_from_slice(leftover);
-    let mut decoder = Decoder::with_extension(config.role, config.limits, extension);
+    let mut decoder = Decoder::with_extension(config.role, config.limits, receive);
     decoder.trace_as(peer);
     let reader = ReadLoop {
         stream,

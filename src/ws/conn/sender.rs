@@ -20,6 +20,7 @@ use super::wire::{Link, Outgoing, Wire, no_room, send_without_blocking};
 use super::writer::{ToWriter, WriterSlot};
 use crate::ws::broadcast::{Batch, Mark};
 use crate::ws::close::CloseCode;
+use crate::ws::extension::{Encoder, encode_message};
 use crate::ws::frame::{OpCode, Role, close_payload, encode_frame};
 use crate::ws::mask::MaskSource;
 use crate::ws::message::Message;
@@ -28,18 +29,23 @@ use crate::ws::trace;
 /// Encode one frame the way `role` must send it: masked with a fresh
 /// unpredictable key by a client (§5.3), unmasked by a server.
 pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, true, opcode, payload, mask_key(role));
+    out
+}
+
+/// The masking key of a frame `role` sends: a fresh unpredictable one from
+/// a client (§5.3, §10.3), none from a server.
+fn mask_key(role: Role) -> Option<[u8; 4]> {
     thread_local! {
         static KEYS: RefCell<Option<MaskSource>> = const { RefCell::new(None) };
     }
-    let mask = match role {
+    match role {
         Role::Server => None,
         Role::Client => {
             Some(KEYS.with(|k| k.borrow_mut().get_or_insert_with(MaskSource::new).key()))
         }
-    };
-    let mut out = Vec::new();
-    encode_frame(&mut out, true, opcode, payload, mask);
-    out
+    }
 }
 
 /// The connection is gone, or closing: nothing more can be sent.
@@ -56,6 +62,9 @@ pub struct Sender {
     /// Pings and pongs, which go out ahead of data, and wake-ups.
     pub(super) control: channel::Sender<ToWriter>,
     pub(super) writer: Arc<WriterSlot>,
+    /// The negotiated extension's sending half, if any: data messages go
+    /// through it, and broadcasts use its shared encoding.
+    pub(super) encoder: Option<Arc<dyn Encoder>>,
 }
 
 impl Sender {
@@ -90,17 +99,33 @@ impl Sender {
     /// Send one text message from the server without blocking (a reply to
     /// this client alone: a welcome, an error).
     pub fn try_send_text(&self, text: &str) -> Result<(), TrySend> {
-        self.try_send(Outgoing::Owned(encode(
-            self.role,
-            OpCode::Text,
-            text.as_bytes(),
-        )))
+        self.try_send(Outgoing::Owned(
+            self.encode_data(OpCode::Text, text.as_bytes()),
+        ))
+    }
+
+    /// One data message as one frame: through the negotiated extension if
+    /// there is one (which may transform it and set RSV bits, §5.8), masked
+    /// with a fresh key by a client (§5.3).
+    fn encode_data(&self, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let Some(encoder) = self.encoder.as_deref() else {
+            return encode(self.role, opcode, payload);
+        };
+        let mut out = Vec::new();
+        encode_message(
+            Some(encoder),
+            &mut out,
+            opcode,
+            payload,
+            mask_key(self.role),
+        );
+        out
     }
 
     /// Send this receiver's share of a broadcast batch without blocking:
     /// everything, or what follows `from` (see [`Batch::for_receiver`]).
     pub fn try_send_batch(&self, batch: &Batch, from: Option<Mark>) -> Result<(), TrySend> {
-        match batch.for_receiver(from) {
+        match batch.for_receiver(from, self.encoder.as_deref()) {
             Some(item) => self.try_send(item),
             None => Ok(()),
         }
@@ -112,7 +137,7 @@ impl Sender {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes.as_slice()),
         };
-        self.send(Outgoing::Owned(encode(self.role, opcode, payload)))
+        self.send(Outgoing::Owned(self.encode_data(opcode, payload)))
     }
 
     /// Send a Ping; the reader reports nothing for the Pong.
