@@ -9,6 +9,7 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use crate::chat::ChatConfig;
+use crate::chat::hub::HubConfig;
 use crate::chat::protocol::TextLimits;
 use crate::http::HeadLimits;
 use crate::server::ServerConfig;
@@ -97,8 +98,8 @@ pub struct ServeArgs {
     /// Directory of the web page [default: www/ beside the crate, else beside the binary].
     #[arg(long)]
     pub www: Option<PathBuf>,
-    /// Messages kept in memory and sent to a joining client.
-    #[arg(long, default_value_t = 100)]
+    /// Messages kept in memory per room and sent to a joining client.
+    #[arg(long, default_value_t = HubConfig::default().history)]
     pub history: usize,
     /// Append every message to this file (JSON lines) and reload it at start.
     #[arg(long)]
@@ -106,6 +107,15 @@ pub struct ServeArgs {
     /// Sync the history file to the device before a message is broadcast.
     #[arg(long)]
     pub fsync: bool,
+    /// Rooms kept in memory; past it a room nobody is in is dropped from memory (0: no cap).
+    #[arg(long, default_value_t = HubConfig::default().max_rooms)]
+    pub max_rooms: usize,
+    /// Rooms one connection may be in at once, the lobby included.
+    #[arg(long, default_value_t = HubConfig::default().rooms_per_connection)]
+    pub rooms_per_connection: usize,
+    /// Seconds a session keeps its name and rooms after its last connection closed.
+    #[arg(long, value_name = "SECS", default_value_t = HubConfig::default().session_grace.as_secs())]
+    pub session_grace: u64,
     /// Open connections before new ones get HTTP 503 (0: no cap).
     #[arg(long, default_value_t = ServerConfig::new(WS).max_connections)]
     pub max_connections: usize,

@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::chat::history::{HistoryStore, MemoryStore};
-use crate::chat::history_file::FileStore;
-use crate::chat::hub::{Hub, HubEvent};
+use crate::chat::history_file::{FileStore, Reloaded};
+use crate::chat::hub::{Hub, HubConfig, HubEvent};
 use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
 use crate::cli::{ListenAddr, ServeArgs};
@@ -152,16 +152,33 @@ pub fn chat_config(args: &ServeArgs) -> ChatConfig {
     }
 }
 
+/// The hub's settings the flags describe.
+pub fn hub_config(args: &ServeArgs, limits: TextLimits) -> HubConfig {
+    HubConfig {
+        limits,
+        history: args.history,
+        max_rooms: args.max_rooms,
+        rooms_per_connection: args.rooms_per_connection,
+        session_grace: Duration::from_secs(args.session_grace),
+    }
+}
+
 /// Start a chat server with these settings; `chat` may adjust the chat
 /// configuration (tests use it for hooks).
 pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
-    let history =
-        match &args.history_file {
-            Some(path) => Box::new(FileStore::open(args.history, path, args.fsync).map_err(
-                |e| std::io::Error::new(e.kind(), format!("history file {}: {e}", path.display())),
-            )?) as Box<dyn HistoryStore>,
-            None => Box::new(MemoryStore::new(args.history)),
-        };
+    let (store, reloaded) = match &args.history_file {
+        Some(path) => {
+            let (store, reloaded) = FileStore::open(path, args.fsync, args.history, args.max_rooms)
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("history file {}: {e}", path.display()))
+                })?;
+            (Box::new(store) as Box<dyn HistoryStore>, reloaded)
+        }
+        None => (
+            Box::new(MemoryStore) as Box<dyn HistoryStore>,
+            Reloaded::default(),
+        ),
+    };
     let listener = listen(&args.addr)?;
     let addr = listener.local_addr()?;
     let url = page_url(&args.addr, addr);
@@ -169,7 +186,7 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
     let files = StaticFiles::new(&www);
     let www = files.root().map(PathBuf::from);
     let (events, receiver) = crossbeam_channel::bounded(16 * 1024);
-    let hub = Hub::new(history, chat.text);
+    let hub = Hub::new(store, reloaded, hub_config(args, chat.text))?;
     let hub = std::thread::Builder::new()
         .name("hub".into())
         .spawn(move || hub.run(receiver))?;

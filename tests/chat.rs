@@ -106,7 +106,8 @@ fn close_frame(ws: &mut Ws) -> Option<CloseFrame> {
 
 #[test]
 fn welcome_presence_join_rename_leave() {
-    let server = Server::start(&[]);
+    // No grace: a closed connection's user leaves at once.
+    let server = Server::start(&["--session-grace", "0"]);
     let (mut alice, welcome) = join(&server, "alice", None);
     assert_eq!(welcome["you"]["name"], "alice");
     assert_eq!(welcome["users"].as_array().unwrap().len(), 1);

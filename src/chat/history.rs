@@ -1,20 +1,22 @@
-//! Message history: the store behind a room's messages.
+//! Message history: each room's recent messages, and the store that writes
+//! every message down.
 //!
-//! A [`HistoryStore`] assigns each message its id, keeps the last N for the
-//! `welcome` of a joining (or resuming) client, and — for the file store —
-//! writes every message down *before* the hub broadcasts it, so one that any
-//! client has received is stored even if the process is killed right after.
-//! The hub broadcasts exactly what the store says it stored. Stores:
-//! [`MemoryStore`] (the default) and [`FileStore`](super::history_file::FileStore)
-//! (`--history-file`).
+//! Every room keeps its last N messages in a [`Recent`], which also numbers
+//! them: ids grow by one per message in that room. A [`HistoryStore`] is
+//! where messages of every room are written *before* the hub broadcasts
+//! them, so one that any client has received is stored even if the process
+//! is killed right after; the hub broadcasts exactly what was written.
+//! Stores: [`MemoryStore`] (the default: nothing is written) and
+//! [`FileStore`](super::history_file::FileStore) (`--history-file`).
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use super::protocol::{ChatMessage, ServerMessage, User};
+use super::messages::{ChatMessage, ServerMessage, User};
+use super::names::RoomName;
 
-/// A message on its way into the store, before it has an id.
+/// A message on its way into a room's history, before it has an id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewMessage {
     /// Unix time in milliseconds.
@@ -24,20 +26,12 @@ pub struct NewMessage {
     pub nonce: Option<String>,
 }
 
-/// Where a room's messages are kept.
+/// Where messages are written down before they are broadcast.
 pub trait HistoryStore: Send {
-    /// Store a run of messages, in order, with consecutive ids: one write
-    /// (and one sync) for the whole run. Returns each stored message's JSON,
-    /// as it is to be broadcast. On error nothing is stored and no id is
-    /// used up.
-    fn append(&mut self, messages: Vec<NewMessage>) -> io::Result<Vec<Arc<str>>>;
-
-    /// The JSON of the kept messages after `after` (all kept, without it),
-    /// oldest first.
-    fn since(&self, after: Option<u64>) -> Vec<&str>;
-
-    /// The id the next message will get.
-    fn next_id(&self) -> u64;
+    /// Write a run of messages (each one's JSON, as broadcast), in order:
+    /// one write (and one sync) for the whole run. On error nothing counts
+    /// as stored.
+    fn append(&mut self, messages: &[Arc<str>]) -> io::Result<()>;
 
     /// What the log calls this store ("history file").
     fn name(&self) -> &'static str;
@@ -48,8 +42,7 @@ pub trait HistoryStore: Send {
     }
 }
 
-/// The last `max` messages and the next id: what every store keeps in
-/// memory.
+/// A room's last `max` messages and its next id.
 #[derive(Debug)]
 pub struct Recent {
     kept: VecDeque<(u64, Arc<str>)>,
@@ -58,22 +51,24 @@ pub struct Recent {
 }
 
 impl Recent {
-    pub fn new(max: usize) -> Recent {
+    /// An empty history whose first message gets `first_id`.
+    pub fn new(max: usize, first_id: u64) -> Recent {
         Recent {
             kept: VecDeque::new(),
             max,
-            next_id: 1,
+            next_id: first_id.max(1),
         }
     }
 
-    /// Give each message the next id and serialize it; nothing is kept yet
-    /// (see [`Recent::keep`]).
-    pub fn number(&self, messages: Vec<NewMessage>) -> Vec<(u64, Arc<str>)> {
+    /// Give each message of `room` the next id and serialize it; nothing
+    /// is kept yet (see [`Recent::keep`]).
+    pub fn number(&self, room: &RoomName, messages: Vec<NewMessage>) -> Vec<(u64, Arc<str>)> {
         let mut id = self.next_id;
         messages
             .into_iter()
             .map(|m| {
                 let message = ChatMessage {
+                    room: room.clone(),
                     id,
                     ts: m.ts,
                     from: m.from,
@@ -104,40 +99,36 @@ impl Recent {
         }
     }
 
+    /// The JSON of the kept messages after `after` (all kept, without it),
+    /// oldest first.
     pub fn since(&self, after: Option<u64>) -> Vec<&str> {
         let after = after.unwrap_or(0);
         let start = self.kept.partition_point(|(id, _)| *id <= after);
         self.kept.range(start..).map(|(_, json)| &**json).collect()
     }
 
+    /// The id the next message will get.
     pub fn next_id(&self) -> u64 {
         self.next_id
     }
-}
 
-/// History in memory only: the last N messages, gone at exit.
-#[derive(Debug)]
-pub struct MemoryStore(Recent);
+    /// The id of the last message, 0 before the first.
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
 
-impl MemoryStore {
-    pub fn new(max: usize) -> MemoryStore {
-        MemoryStore(Recent::new(max))
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
     }
 }
+
+/// History in memory only: nothing is written, and it is gone at exit.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
 
 impl HistoryStore for MemoryStore {
-    fn append(&mut self, messages: Vec<NewMessage>) -> io::Result<Vec<Arc<str>>> {
-        let stored = self.0.number(messages);
-        self.0.keep(&stored);
-        Ok(stored.into_iter().map(|(_, json)| json).collect())
-    }
-
-    fn since(&self, after: Option<u64>) -> Vec<&str> {
-        self.0.since(after)
-    }
-
-    fn next_id(&self) -> u64 {
-        self.0.next_id()
+    fn append(&mut self, _messages: &[Arc<str>]) -> io::Result<()> {
+        Ok(())
     }
 
     fn name(&self) -> &'static str {
@@ -163,14 +154,16 @@ pub(crate) mod tests {
 
     #[test]
     fn keeps_the_last_n_and_resumes_after_an_id() {
-        let mut h = MemoryStore::new(3);
+        let mut h = Recent::new(3, 1);
+        let room = RoomName::lobby();
         for id in 1..=5 {
-            let stored = h.append(vec![message(&format!("m{id}"))]).unwrap();
+            let stored = h.number(&room, vec![message(&format!("m{id}"))]);
             assert!(
-                stored[0].contains(&format!(r#""id":{id},"#)),
+                stored[0].1.contains(&format!(r#""id":{id},"#)),
                 "{}",
-                stored[0]
+                stored[0].1
             );
+            h.keep(&stored);
         }
         let ids = |v: Vec<&str>| v.join("|");
         assert!(ids(h.since(None)).contains("m3"));
@@ -181,12 +174,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn with_nothing_kept_the_store_still_numbers_and_returns_messages() {
-        let mut h = MemoryStore::new(0);
-        let stored = h.append(vec![message("a"), message("b")]).unwrap();
-        assert_eq!(stored.len(), 2);
-        assert!(stored[1].contains(r#""id":2,"#));
+    fn with_nothing_kept_the_room_still_numbers_its_messages() {
+        let mut h = Recent::new(0, 10);
+        let room = RoomName::parse("rust").unwrap();
+        let stored = h.number(&room, vec![message("a"), message("b")]);
+        assert!(stored[1].1.contains(r#""room":"rust","id":11,"#));
+        h.keep(&stored);
         assert!(h.since(None).is_empty());
-        assert_eq!(h.next_id(), 3);
+        assert_eq!(h.next_id(), 12);
     }
 }

@@ -3,15 +3,21 @@
 //!
 //! Each connection's reader thread parses and validates what its client
 //! sends ([`protocol`]) and applies flood control ([`ratelimit`]), then
-//! hands the hub only well-formed commands. The hub owns all chat state: its
-//! [`room`] and the room's [`history`] store.
+//! hands the hub only well-formed commands. The hub owns all chat state:
+//! the [`session`]s that own names, the [`rooms`] (each a [`room`] with its
+//! [`history`]), DMs and [`typing`] notices.
 
 pub mod history;
 pub mod history_file;
 pub mod hub;
+pub mod messages;
+pub mod names;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;
+pub mod rooms;
+pub mod session;
+pub mod typing;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +29,17 @@ use crate::ws::deflate::Deflate;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{CloseCode, Message, Reader, Sender};
 use hub::HubEvent;
+use names::RoomName;
 use protocol::{ChatError, Command, ErrorCode, TextLimits};
 use ratelimit::{TokenBucket, Verdict};
+
+std::thread_local! {
+    /// The upgrade URL of the connection this thread is answering: the
+    /// server calls [`App::check_upgrade`] and then [`App::websocket`] for
+    /// one connection on its own thread, and the home room (`?room=`) is in
+    /// the URL that only the first of them sees.
+    static UPGRADE_PATH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 
 /// Which pages may open a WebSocket to us (§10.2: the server decides by
 /// `Origin`, which browsers always send). Without a check, any site a user
@@ -133,6 +148,7 @@ impl App for Chat {
         &self,
         upgrade: &Upgrade,
     ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
+        UPGRADE_PATH.with_borrow_mut(|p| p.clone_from(&upgrade.path));
         let path = upgrade.path.split('?').next().unwrap_or("");
         if path != "/" && path != "/ws" {
             return Err(HttpError::NotFound);
@@ -161,6 +177,10 @@ impl App for Chat {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let limits = &self.config.text;
+        let (home, bad_home) = match names::room_in_query(&UPGRADE_PATH.take()) {
+            Ok(room) => (room.unwrap_or_else(RoomName::lobby), None),
+            Err(e) => (RoomName::lobby(), Some(e)),
+        };
 
         // The optional hello comes first; wait briefly for it.
         let first = match reader.next_message_timeout(self.config.hello_wait) {
@@ -177,9 +197,9 @@ impl App for Chat {
             Message::Text(text) => protocol::parse(&text, limits),
             Message::Binary(_) => Err(binary_error()),
         });
-        let (name, resume, pending) = match first {
-            Some(Ok(Command::Hello { name, resume })) => (name, resume, None),
-            other => (None, None, other),
+        let (hello, pending) = match first {
+            Some(Ok(Command::Hello(hello))) => (Some(hello), None),
+            other => (None, other),
         };
         let _guard = LeaveGuard {
             id,
@@ -190,8 +210,9 @@ impl App for Chat {
             .send(HubEvent::Join {
                 id,
                 sender: sender.clone(),
-                name,
-                resume,
+                hello,
+                home,
+                bad_home,
             })
             .is_err()
         {
@@ -259,7 +280,7 @@ impl Chat {
                     ErrorCode::RateLimited,
                     "you are sending too fast; slow down",
                 );
-                if let Command::Say { nonce, .. } = command {
+                if let Command::Say { nonce, .. } | Command::Dm { nonce, .. } = command {
                     error.nonce = nonce;
                 }
                 reply_error(sender, &error);

@@ -1,50 +1,78 @@
-//! The chat protocol: JSON text frames, one object per message.
+//! The chat protocol, client to server: JSON text frames, one object per
+//! message, parsed and validated here.
 //!
 //! Parsing and validation are pure functions, run on each connection's own
 //! reader thread, so the hub only ever sees well-formed commands. What the
-//! server sends is built here too, so the wire format lives in one file
-//! (and in the README's protocol section, which mirrors it).
+//! server sends is in [`messages`](super::messages); both mirror the
+//! README's protocol section.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// A user as every client sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub id: u64,
-    pub name: String,
-}
+use super::messages::ServerMessage;
+use super::names::RoomName;
 
-/// A chat message, as broadcast and as stored in the history file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// Server-wide, increasing by one per message.
-    pub id: u64,
-    /// Unix time in milliseconds.
-    pub ts: u64,
-    pub from: User,
-    pub text: String,
-    /// Chosen by the sender so it can recognise its own message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-}
+/// Most rooms a `hello` may name; the hub caps a connection's rooms lower
+/// (`--rooms-per-connection`), and this only bounds the parse.
+pub const MAX_HELLO_ROOMS: usize = 256;
+
+/// Longest session token accepted; the server's own are 32 characters.
+const MAX_TOKEN: usize = 64;
 
 /// What a client may ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Optional first message: a name, and the last message id seen.
-    Hello {
-        name: Option<String>,
-        resume: Option<u64>,
-    },
+    /// Optional first message: a name, a session to resume, and the rooms
+    /// to be in with the last id seen in each.
+    Hello(Hello),
+    /// A message to `room`, or to the connection's home room.
     Say {
+        room: Option<RoomName>,
         text: String,
         nonce: Option<String>,
     },
     Rename {
         name: String,
     },
+    Join {
+        room: RoomName,
+        resume: Option<u64>,
+    },
+    Leave {
+        room: RoomName,
+    },
+    /// List the rooms.
+    Rooms,
+    /// A direct message to the user named `to`.
+    Dm {
+        to: String,
+        text: String,
+        nonce: Option<String>,
+    },
+    Typing(TypingIn),
+}
+
+/// Where a `typing` notice is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TypingIn {
+    Room(RoomName),
+    /// A DM conversation, by the other user's name.
+    Dm(String),
+}
+
+/// Rooms to be in, each with the last message id seen there.
+pub type RoomsWanted = Vec<(RoomName, Option<u64>)>;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub name: Option<String>,
+    /// The token of a session to resume.
+    pub session: Option<String>,
+    /// Each room to be in, with the last message id seen there; `None`:
+    /// only the home room (and `resume` is for it).
+    pub rooms: Option<RoomsWanted>,
+    /// The old form's last id seen, in the home room.
+    pub resume: Option<u64>,
 }
 
 /// Why a request was refused; sent back as an `error` message, and the
@@ -53,7 +81,8 @@ pub enum Command {
 pub struct ChatError {
     pub code: ErrorCode,
     pub message: String,
-    /// The `nonce` of the `say` this answers, so the client can match it.
+    /// The `nonce` of the `say` or `dm` this answers, so the client can
+    /// match it.
     pub nonce: Option<String>,
 }
 
@@ -66,6 +95,11 @@ pub enum ErrorCode {
     BadName,
     RateLimited,
     StorageFailed,
+    BadRoom,
+    NotInRoom,
+    TooManyRooms,
+    NameTaken,
+    UserOffline,
 }
 
 impl ErrorCode {
@@ -78,6 +112,11 @@ impl ErrorCode {
             ErrorCode::BadName => "bad_name",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::BadRoom => "bad_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::UserOffline => "user_offline",
         }
     }
 }
@@ -97,9 +136,18 @@ impl ChatError {
         }
     }
 
-    fn with_nonce(mut self, nonce: Option<String>) -> ChatError {
+    pub fn with_nonce(mut self, nonce: Option<String>) -> ChatError {
         self.nonce = nonce;
         self
+    }
+
+    pub fn to_json(&self) -> String {
+        ServerMessage::Error {
+            code: self.code.as_str(),
+            message: &self.message,
+            nonce: self.nonce.as_deref(),
+        }
+        .to_json()
     }
 }
 
@@ -126,12 +174,13 @@ impl Default for TextLimits {
 
 /// Parse one text frame. Only a frame that parses as a JSON object is a
 /// command; anything else — `hi`, `{curly} braces`, `[1, 2]`, a JSON
-/// string — is a `say` with that text, so plain-text clients (`websocat`,
-/// `wscat`) can type whatever they like.
+/// string — is a `say` with that text to the home room, so plain-text
+/// clients (`websocat`, `wscat`) can type whatever they like.
 pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
     // Fields are taken out of the parsed object, not copied.
     let Some(mut object) = json_object(frame) else {
         return Ok(Command::Say {
+            room: None,
             text: check_text(frame, limits)?.to_owned(),
             nonce: None,
         });
@@ -146,54 +195,157 @@ pub fn parse(frame: &str, limits: &TextLimits) -> Result<Command, ChatError> {
         }
         None => return Err(ChatError::new(ErrorCode::BadRequest, "missing \"type\"")),
     };
+    let o = &mut object;
     match kind.as_str() {
         "hello" => {
-            let name = optional_string(&mut object, "name")?
+            let name = optional_string(o, "name")?
                 .map(|n| check_name(&n, limits))
                 .transpose()?;
-            let resume = match object.get("resume") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    ChatError::new(ErrorCode::BadRequest, "\"resume\" must be a message id")
-                })?),
-            };
-            Ok(Command::Hello { name, resume })
-        }
-        "say" => {
-            let nonce = optional_string(&mut object, "nonce")?;
-            if nonce
-                .as_ref()
-                .is_some_and(|n| n.chars().count() > limits.max_nonce)
-            {
+            let session = optional_string(o, "session")?;
+            if session.as_ref().is_some_and(|s| s.len() > MAX_TOKEN) {
                 return Err(ChatError::new(
                     ErrorCode::BadRequest,
-                    format!("\"nonce\" is longer than {} characters", limits.max_nonce),
+                    "\"session\" is too long",
                 ));
             }
-            let text = optional_string(&mut object, "text")
-                .map_err(|e| e.with_nonce(nonce.clone()))?
-                .ok_or_else(|| {
-                    ChatError::new(ErrorCode::BadRequest, "missing \"text\"")
-                        .with_nonce(nonce.clone())
-                })?;
-            check_text(&text, limits).map_err(|e| e.with_nonce(nonce.clone()))?;
-            Ok(Command::Say {
-                text: trimmed(text),
-                nonce,
-            })
+            Ok(Command::Hello(Hello {
+                name,
+                session,
+                rooms: hello_rooms(o)?,
+                resume: optional_id(o, "resume")?,
+            }))
         }
-        "rename" => {
-            let name = optional_string(&mut object, "name")?
-                .ok_or_else(|| ChatError::new(ErrorCode::BadRequest, "missing \"name\""))?;
-            Ok(Command::Rename {
-                name: check_name(&name, limits)?,
-            })
+        "say" => {
+            let (text, nonce) = text_and_nonce(o, limits)?;
+            let room = optional_room(o).map_err(|e| e.with_nonce(nonce.clone()))?;
+            Ok(Command::Say { room, text, nonce })
         }
+        "dm" => {
+            let (text, nonce) = text_and_nonce(o, limits)?;
+            let to = required_name(o, "to", limits).map_err(|e| e.with_nonce(nonce.clone()))?;
+            Ok(Command::Dm { to, text, nonce })
+        }
+        "rename" => Ok(Command::Rename {
+            name: required_name(o, "name", limits)?,
+        }),
+        "join" => Ok(Command::Join {
+            room: required_room(o)?,
+            resume: optional_id(o, "resume")?,
+        }),
+        "leave" => Ok(Command::Leave {
+            room: required_room(o)?,
+        }),
+        "rooms" => Ok(Command::Rooms),
+        "typing" => match (optional_room(o)?, optional_string(o, "to")?) {
+            (Some(room), None) => Ok(Command::Typing(TypingIn::Room(room))),
+            (None, Some(to)) => Ok(Command::Typing(TypingIn::Dm(check_name(&to, limits)?))),
+            _ => Err(ChatError::new(
+                ErrorCode::BadRequest,
+                "\"typing\" needs one of \"room\" and \"to\"",
+            )),
+        },
         other => Err(ChatError::new(
             ErrorCode::UnknownType,
             format!("unknown message type {:?}", truncate(other, 32)),
         )),
     }
+}
+
+/// A `say`'s or a `dm`'s text and nonce, checked; an error about the text
+/// carries the nonce.
+fn text_and_nonce(
+    object: &mut Map<String, Value>,
+    limits: &TextLimits,
+) -> Result<(String, Option<String>), ChatError> {
+    let nonce = optional_string(object, "nonce")?;
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > limits.max_nonce)
+    {
+        return Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("\"nonce\" is longer than {} characters", limits.max_nonce),
+        ));
+    }
+    let text = optional_string(object, "text")
+        .map_err(|e| e.with_nonce(nonce.clone()))?
+        .ok_or_else(|| {
+            ChatError::new(ErrorCode::BadRequest, "missing \"text\"").with_nonce(nonce.clone())
+        })?;
+    check_text(&text, limits).map_err(|e| e.with_nonce(nonce.clone()))?;
+    Ok((trimmed(text), nonce))
+}
+
+fn required_name(
+    object: &mut Map<String, Value>,
+    key: &str,
+    limits: &TextLimits,
+) -> Result<String, ChatError> {
+    let name = optional_string(object, key)?
+        .ok_or_else(|| ChatError::new(ErrorCode::BadRequest, format!("missing \"{key}\"")))?;
+    check_name(&name, limits)
+}
+
+fn optional_room(object: &mut Map<String, Value>) -> Result<Option<RoomName>, ChatError> {
+    match object.remove("room") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => RoomName::parse(&s).map(Some),
+        Some(_) => Err(ChatError::new(
+            ErrorCode::BadRoom,
+            "\"room\" must be a string",
+        )),
+    }
+}
+
+fn required_room(object: &mut Map<String, Value>) -> Result<RoomName, ChatError> {
+    optional_room(object)?.ok_or_else(|| ChatError::new(ErrorCode::BadRequest, "missing \"room\""))
+}
+
+fn optional_id(object: &mut Map<String, Value>, key: &str) -> Result<Option<u64>, ChatError> {
+    id_value(object.get(key), key)
+}
+
+fn id_value(value: Option<&Value>, key: &str) -> Result<Option<u64>, ChatError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ChatError::new(
+                ErrorCode::BadRequest,
+                format!("\"{key}\" must be a message id"),
+            )
+        }),
+    }
+}
+
+/// A `hello`'s `rooms`: an object of room name to the last id seen.
+fn hello_rooms(object: &mut Map<String, Value>) -> Result<Option<RoomsWanted>, ChatError> {
+    let rooms = match object.remove("rooms") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(rooms)) => rooms,
+        Some(_) => {
+            return Err(ChatError::new(
+                ErrorCode::BadRequest,
+                "\"rooms\" must be an object of room names to message ids",
+            ));
+        }
+    };
+    if rooms.len() > MAX_HELLO_ROOMS {
+        return Err(ChatError::new(
+            ErrorCode::TooManyRooms,
+            format!("a hello names at most {MAX_HELLO_ROOMS} rooms"),
+        ));
+    }
+    let mut out: RoomsWanted = Vec::with_capacity(rooms.len());
+    for (name, last) in &rooms {
+        let room = RoomName::parse(name)?;
+        let last = id_value(Some(last), name)?;
+        // " Rust" and "rust" are one room.
+        match out.iter_mut().find(|(r, _)| *r == room) {
+            Some(entry) => entry.1 = entry.1.min(last),
+            None => out.push((room, last)),
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The frame as a JSON object, if it is one. Only text that starts with
@@ -271,89 +423,6 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Server → client messages. Each is serialized once, however many
-/// clients receive it.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ServerMessage<'a> {
-    Message(&'a ChatMessage),
-    Join {
-        user: &'a User,
-    },
-    Leave {
-        user: &'a User,
-    },
-    Rename {
-        user: &'a User,
-        old: &'a str,
-    },
-    Error {
-        code: &'static str,
-        message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        nonce: Option<&'a str>,
-    },
-}
-
-/// The `welcome` a joining client gets:
-/// `{"type":"welcome","you":{..},"users":[..],"history":[..],"limits":{..}}`.
-///
-/// Assembled from parts that are already JSON — the users array, which the
-/// hub keeps serialized, and the stored messages — so that a join costs a
-/// copy of the room, not a serialization of it.
-pub fn welcome_json(
-    you: &User,
-    users_array: &str,
-    history: &[&str],
-    limits: &WelcomeLimits,
-) -> String {
-    let you = serde_json::to_string(you).unwrap_or_default();
-    let limits = serde_json::to_string(limits).unwrap_or_default();
-    let history_len: usize = history.iter().map(|m| m.len() + 1).sum();
-    let mut out =
-        String::with_capacity(64 + you.len() + users_array.len() + history_len + limits.len());
-    out.push_str(r#"{"type":"welcome","you":"#);
-    out.push_str(&you);
-    out.push_str(r#","users":"#);
-    out.push_str(users_array);
-    out.push_str(r#","history":["#);
-    for (i, message) in history.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(message);
-    }
-    out.push_str(r#"],"limits":"#);
-    out.push_str(&limits);
-    out.push('}');
-    out
-}
-
-#[derive(Serialize)]
-pub struct WelcomeLimits {
-    pub max_text: usize,
-    pub max_name: usize,
-}
-
-impl ServerMessage<'_> {
-    pub fn to_json(&self) -> String {
-        // Serializing these types cannot fail: no maps with non-string keys,
-        // no floats.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-impl ChatError {
-    pub fn to_json(&self) -> String {
-        ServerMessage::Error {
-            code: self.code.as_str(),
-            message: &self.message,
-            nonce: self.nonce.as_deref(),
-        }
-        .to_json()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +436,7 @@ mod tests {
         assert_eq!(
             parse("  hello there ", &limits()),
             Ok(Command::Say {
+                room: None,
                 text: "hello there".into(),
                 nonce: None
             })
@@ -383,6 +453,7 @@ mod tests {
             assert_eq!(
                 parse(text, &limits()),
                 Ok(Command::Say {
+                    room: None,
                     text: text.into(),
                     nonce: None
                 }),
@@ -398,14 +469,16 @@ mod tests {
                 r#"{"type":"hello","name":" alice ","resume":41}"#,
                 &limits()
             ),
-            Ok(Command::Hello {
+            Ok(Command::Hello(Hello {
                 name: Some("alice".into()),
-                resume: Some(41)
-            })
+                resume: Some(41),
+                ..Hello::default()
+            }))
         );
         assert_eq!(
             parse(r#"{"type":"say","text":"hi","nonce":"c1-17"}"#, &limits()),
             Ok(Command::Say {
+                room: None,
                 text: "hi".into(),
                 nonce: Some("c1-17".into())
             })
@@ -447,6 +520,94 @@ mod tests {
     }
 
     #[test]
+    fn rooms_dms_typing_and_the_new_hello() {
+        let rust = RoomName::parse("rust").unwrap();
+        assert_eq!(
+            parse(r#"{"type":"join","room":" Rust","resume":7}"#, &limits()),
+            Ok(Command::Join {
+                room: rust.clone(),
+                resume: Some(7)
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"leave","room":"rust"}"#, &limits()),
+            Ok(Command::Leave { room: rust.clone() })
+        );
+        assert_eq!(parse(r#"{"type":"rooms"}"#, &limits()), Ok(Command::Rooms));
+        assert_eq!(
+            parse(r#"{"type":"say","room":"rust","text":"hi"}"#, &limits()),
+            Ok(Command::Say {
+                room: Some(rust.clone()),
+                text: "hi".into(),
+                nonce: None
+            })
+        );
+        assert_eq!(
+            parse(
+                r#"{"type":"dm","to":" bob ","text":" hi ","nonce":"c2"}"#,
+                &limits()
+            ),
+            Ok(Command::Dm {
+                to: "bob".into(),
+                text: "hi".into(),
+                nonce: Some("c2".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"typing","to":"bob"}"#, &limits()),
+            Ok(Command::Typing(TypingIn::Dm("bob".into())))
+        );
+        assert_eq!(
+            parse(r#"{"type":"typing","room":"rust"}"#, &limits()),
+            Ok(Command::Typing(TypingIn::Room(rust.clone())))
+        );
+        let Ok(Command::Hello(hello)) = parse(
+            r#"{"type":"hello","name":"alice","session":"abc","rooms":{"lobby":41,"rust":null}}"#,
+            &limits(),
+        ) else {
+            panic!("not a hello");
+        };
+        assert_eq!(hello.session.as_deref(), Some("abc"));
+        let mut rooms = hello.rooms.unwrap();
+        rooms.sort();
+        assert_eq!(rooms, vec![(RoomName::lobby(), Some(41)), (rust, None)]);
+    }
+
+    #[test]
+    fn bad_rooms_and_targets_have_codes() {
+        let code = |s: &str| parse(s, &limits()).unwrap_err().code;
+        assert_eq!(
+            code(r#"{"type":"join","room":"no way"}"#),
+            ErrorCode::BadRoom
+        );
+        assert_eq!(code(r#"{"type":"join","room":7}"#), ErrorCode::BadRoom);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"say","room":"-x","text":"hi"}"#),
+            ErrorCode::BadRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"hello","rooms":{"A B":1}}"#),
+            ErrorCode::BadRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"hello","rooms":["lobby"]}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(r#"{"type":"dm","text":"hi"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"typing"}"#), ErrorCode::BadRequest);
+        let err = parse(
+            r#"{"type":"dm","to":"","text":"hi","nonce":"n"}"#,
+            &limits(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code, err.nonce.as_deref()),
+            (ErrorCode::BadName, Some("n"))
+        );
+    }
+
+    #[test]
     fn errors_about_a_say_carry_its_nonce() {
         let err = parse(r#"{"type":"say","text":"","nonce":"n1"}"#, &limits()).unwrap_err();
         assert_eq!(err.nonce.as_deref(), Some("n1"));
@@ -457,53 +618,5 @@ mod tests {
     fn limits_count_characters_not_bytes() {
         assert!(check_text(&"é".repeat(4000), &limits()).is_ok());
         assert!(check_name(&"ü".repeat(32), &limits()).is_ok());
-    }
-
-    #[test]
-    fn welcome_json_is_valid_and_complete() {
-        let you = User {
-            id: 2,
-            name: "bob \"b\"".into(),
-        };
-        let stored = r#"{"type":"message","id":1}"#;
-        let limits = WelcomeLimits {
-            max_text: 4000,
-            max_name: 32,
-        };
-        let json = welcome_json(
-            &you,
-            r#"[{"id":1,"name":"a"},{"id":2,"name":"bob \"b\""}]"#,
-            &[stored, stored],
-            &limits,
-        );
-        let v: Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v["type"], "welcome");
-        assert_eq!(v["you"]["name"], "bob \"b\"");
-        assert_eq!(v["users"].as_array().unwrap().len(), 2);
-        assert_eq!(v["history"].as_array().unwrap().len(), 2);
-        assert_eq!(v["limits"]["max_text"], 4000);
-        let empty = welcome_json(&you, "[]", &[], &limits);
-        assert_eq!(
-            serde_json::from_str::<Value>(&empty).unwrap()["history"],
-            serde_json::json!([])
-        );
-    }
-
-    #[test]
-    fn message_json_shape() {
-        let msg = ChatMessage {
-            id: 42,
-            ts: 1764133200123,
-            from: User {
-                id: 7,
-                name: "alice".into(),
-            },
-            text: "hi".into(),
-            nonce: Some("c1-17".into()),
-        };
-        assert_eq!(
-            ServerMessage::Message(&msg).to_json(),
-            r#"{"type":"message","id":42,"ts":1764133200123,"from":{"id":7,"name":"alice"},"text":"hi","nonce":"c1-17"}"#
-        );
     }
 }

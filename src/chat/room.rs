@@ -1,179 +1,251 @@
 //! A room: who is in it, what the current batch broadcasts to them, the
-//! presence list as every joiner receives it, and the room's history.
+//! presence list as every joiner receives it, and the room's recent history.
 //!
-//! Everything a batch broadcasts — messages, joins, leaves, renames — goes
-//! into one [`Broadcast`], encoded once; at the end of the batch each member
-//! is handed the whole batch at once (one non-blocking send when its socket
-//! has room, else one queue item for its writer). A member that joined
-//! during the batch gets only the part after its own join: its `welcome`
-//! covers the rest.
+//! Presence is per user (a session), delivery per connection: a user with
+//! two tabs in the room is one entry in the list and both tabs receive
+//! everything; a user in its grace stays in the list with no connection.
+//!
+//! Everything a batch broadcasts in the room — messages, joins, leaves,
+//! renames, typing — goes into one [`Broadcast`], encoded once; at the end
+//! of the batch each connection is handed the whole batch at once (one
+//! non-blocking send when its socket has room, else one queue item for its
+//! writer). A connection that joined during the batch gets only the part
+//! after its own join: its `joined` covers the rest.
 
 use std::collections::HashMap;
-use std::io;
+use std::sync::Arc;
 
-use super::history::{HistoryStore, NewMessage};
-use super::protocol::{ServerMessage, User, WelcomeLimits, welcome_json};
+use super::history::{NewMessage, Recent};
+use super::messages::{RoomView, ServerMessage, User, joined_json};
+use super::names::RoomName;
 use crate::ws::broadcast::{Broadcast, Mark};
 use crate::ws::conn::TrySend;
 use crate::ws::{CloseCode, Sender};
 
-/// A connection in the room.
-pub struct Member {
-    pub user: User,
-    pub sender: Sender,
+/// A user in the room, and how many of its connections are.
+struct Member {
+    user: User,
+    conns: usize,
 }
 
 pub struct Room {
+    name: RoomName,
     members: HashMap<u64, Member>,
+    conns: HashMap<u64, Sender>,
     /// What this batch broadcasts.
     outbox: Broadcast,
-    /// Members that joined during this batch, and where their share starts.
+    /// Connections that joined during this batch, and where their share
+    /// starts.
     joined_at: HashMap<u64, Mark>,
-    /// The `users` array of the welcome, serialized without its closing
-    /// `]`: rebuilt only after a leave or rename, extended on a join.
+    /// The `users` array, serialized without its closing `]`: rebuilt only
+    /// after a leave or rename, extended on a join.
     presence: Option<String>,
-    history: Box<dyn HistoryStore>,
+    recent: Recent,
+    /// The last message id delivered to the connections.
+    delivered: u64,
 }
 
+/// A connection was closed while being sent to: too slow, or gone.
+pub struct Gone(pub u64);
+
 impl Room {
-    pub fn new(history: Box<dyn HistoryStore>) -> Room {
+    pub fn new(name: RoomName, recent: Recent) -> Room {
         Room {
+            delivered: recent.last_id(),
+            name,
             members: HashMap::new(),
+            conns: HashMap::new(),
             outbox: Broadcast::default(),
             joined_at: HashMap::new(),
             presence: None,
-            history,
+            recent,
         }
     }
 
-    pub fn member(&self, id: u64) -> Option<&Member> {
-        self.members.get(&id)
+    pub fn name(&self) -> &RoomName {
+        &self.name
     }
 
-    /// What the log calls the room's history store.
-    pub fn history_name(&self) -> &'static str {
-        self.history.name()
-    }
-
-    pub fn len(&self) -> usize {
+    /// Users present (one per session).
+    pub fn users(&self) -> usize {
         self.members.len()
     }
 
+    pub fn has_user(&self, user: u64) -> bool {
+        self.members.contains_key(&user)
+    }
+
+    /// Nobody in it and no history: it may go.
+    pub fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.recent.is_empty()
+    }
+
+    /// Nobody in it.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
 
-    /// Let `user` in: its welcome (with the history after `resume`) goes to
-    /// it now, its join to everyone else with the batch. `false` when the
-    /// welcome found the member's queue full: it is closed as too slow.
-    pub fn join(
-        &mut self,
-        user: User,
-        sender: Sender,
-        resume: Option<u64>,
-        limits: &WelcomeLimits,
-    ) -> bool {
-        let id = user.id;
-        let user_json = serde_json::to_string(&user).unwrap_or_default();
+    /// The last id delivered to the room's connections.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Let connection `conn` of `user` in: returns its `joined` (with the
+    /// history after `resume`), for the caller to send now; unless the user
+    /// was already present, its join goes to everyone else with the batch.
+    pub fn join(&mut self, conn: u64, user: &User, sender: &Sender, resume: Option<u64>) -> String {
+        let new_user = !self.members.contains_key(&user.id);
         let mut users = std::mem::take(self.presence());
-        if users.len() > 1 {
-            users.push(',');
+        if new_user {
+            if users.len() > 1 {
+                users.push(',');
+            }
+            users.push_str(&serde_json::to_string(user).unwrap_or_default());
         }
-        users.push_str(&user_json);
         users.push(']');
-        let welcome = welcome_json(&user, &users, &self.history.since(resume), limits);
+        let joined = joined_json(
+            &self.name,
+            &RoomView {
+                users_array: &users,
+                history: self.recent.since(resume),
+            },
+        );
         users.pop();
         self.presence = Some(users);
-        if sender.try_send_text(&welcome).is_err() {
-            sender.close(CloseCode::POLICY, "too slow", false);
-            self.presence = None;
-            return false;
+        let member = self.members.entry(user.id).or_insert_with(|| Member {
+            user: user.clone(),
+            conns: 0,
+        });
+        if self.conns.insert(conn, sender.clone()).is_none() {
+            member.conns += 1;
         }
-        self.outbox
-            .text(&ServerMessage::Join { user: &user }.to_json());
-        self.joined_at.insert(id, self.outbox.mark());
-        self.members.insert(id, Member { user, sender });
-        true
-    }
-
-    /// `id` is gone: everyone else is told with the batch.
-    pub fn leave(&mut self, id: u64) -> Option<Member> {
-        let member = self.members.remove(&id)?;
-        self.presence = None;
-        self.joined_at.remove(&id);
-        self.outbox
-            .text(&ServerMessage::Leave { user: &member.user }.to_json());
-        Some(member)
-    }
-
-    /// `id` is now called `name`; everyone is told with the batch. Returns
-    /// the old name when it changed.
-    pub fn rename(&mut self, id: u64, name: String) -> Option<String> {
-        let member = self.members.get_mut(&id)?;
-        if member.user.name == name {
-            return None;
-        }
-        let old = std::mem::replace(&mut member.user.name, name);
-        let json = ServerMessage::Rename {
-            user: &member.user,
-            old: &old,
-        }
-        .to_json();
-        self.presence = None;
-        self.outbox.text(&json);
-        Some(old)
-    }
-
-    /// Store messages in the history, then add what was stored to the
-    /// batch. If the history cannot be written, nothing is broadcast.
-    pub fn store(&mut self, messages: Vec<NewMessage>) -> io::Result<()> {
-        for json in self.history.append(messages)? {
-            self.outbox.text(&json);
-        }
-        Ok(())
-    }
-
-    /// Hand the batch to every member. Members whose queue is full are
-    /// closed (1008, too slow) and leave, and their leaving is delivered in
-    /// turn.
-    pub fn deliver(&mut self) {
-        while !self.outbox.is_empty() {
-            let batch = self.outbox.seal();
-            let joined_at = std::mem::take(&mut self.joined_at);
-            let mut gone = Vec::new();
-            for (&id, member) in &self.members {
-                match member
-                    .sender
-                    .try_send_batch(&batch, joined_at.get(&id).copied())
-                {
-                    Ok(()) => {}
-                    Err(TrySend::Full) => {
-                        log::info!("client {id} ({}) is too slow; closing it", member.user.name);
-                        member.sender.close(CloseCode::POLICY, "too slow", false);
-                        gone.push(id);
-                    }
-                    Err(TrySend::Disconnected) => gone.push(id),
+        if new_user {
+            self.outbox.text(
+                &ServerMessage::Join {
+                    room: &self.name,
+                    user,
                 }
+                .to_json(),
+            );
+        }
+        self.joined_at.insert(conn, self.outbox.mark());
+        joined
+    }
+
+    /// The `users` and `history` a joiner of this room sees, for a welcome
+    /// in the old form.
+    pub fn view(&mut self, resume: Option<u64>) -> (String, Vec<String>) {
+        let mut users = self.presence().clone();
+        users.push(']');
+        let history = self
+            .recent
+            .since(resume)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        (users, history)
+    }
+
+    /// Connection `conn` of `user` leaves. The user leaves with its last
+    /// connection unless `stay` (its session is in its grace). Returns
+    /// whether the user is still present.
+    pub fn leave_conn(&mut self, conn: u64, user: u64, stay: bool) -> bool {
+        self.joined_at.remove(&conn);
+        if self.conns.remove(&conn).is_some()
+            && let Some(member) = self.members.get_mut(&user)
+        {
+            member.conns -= 1;
+        }
+        match self.members.get(&user) {
+            Some(member) if member.conns == 0 && !stay => {
+                self.remove_user(user);
+                false
             }
-            for id in gone {
-                self.leave(id);
-            }
+            Some(_) => true,
+            None => false,
         }
     }
 
-    /// Deliver what is left, then close every member with `code`.
-    pub fn close_all(&mut self, code: CloseCode, reason: &str) {
-        self.deliver();
-        for member in self.members.values() {
-            member.sender.close(code, reason, true);
-        }
-        self.members.clear();
-        if let Err(e) = self.history.sync() {
-            log::error!("{}: sync at shutdown failed: {e}", self.history.name());
+    /// `user` is gone from the room: everyone is told with the batch.
+    pub fn remove_user(&mut self, user: u64) {
+        if let Some(member) = self.members.remove(&user) {
+            self.presence = None;
+            self.outbox.text(
+                &ServerMessage::Leave {
+                    room: &self.name,
+                    user: &member.user,
+                }
+                .to_json(),
+            );
         }
     }
 
-    /// `[` and every member, comma-separated, without the closing `]`.
+    /// `user` is now called as in `renamed`; everyone is told with the batch.
+    pub fn rename(&mut self, renamed: &User, old: &str) {
+        if let Some(member) = self.members.get_mut(&renamed.id) {
+            member.user.name.clone_from(&renamed.name);
+            self.presence = None;
+            self.outbox.text(
+                &ServerMessage::Rename {
+                    room: &self.name,
+                    user: renamed,
+                    old,
+                }
+                .to_json(),
+            );
+        }
+    }
+
+    /// Add something already serialized to the batch.
+    pub fn broadcast(&mut self, json: &str) {
+        self.outbox.text(json);
+    }
+
+    /// Number messages for this room; nothing is kept or broadcast until
+    /// [`Room::stored`].
+    pub fn number(&self, messages: Vec<NewMessage>) -> Vec<(u64, Arc<str>)> {
+        self.recent.number(&self.name, messages)
+    }
+
+    /// Messages were stored: keep them, and broadcast them with the batch.
+    pub fn stored(&mut self, stored: &[(u64, Arc<str>)]) {
+        self.recent.keep(stored);
+        for (_, json) in stored {
+            self.outbox.text(json);
+        }
+    }
+
+    /// Hand the batch to every connection. Those whose queue is full are
+    /// closed (1008, too slow); they, and those already gone, are returned
+    /// for the hub to take out of every room.
+    pub fn deliver(&mut self) -> Vec<Gone> {
+        self.delivered = self.recent.last_id();
+        if self.outbox.is_empty() {
+            return Vec::new();
+        }
+        let batch = self.outbox.seal();
+        let joined_at = std::mem::take(&mut self.joined_at);
+        let mut gone = Vec::new();
+        for (&conn, sender) in &self.conns {
+            match sender.try_send_batch(&batch, joined_at.get(&conn).copied()) {
+                Ok(()) => {}
+                Err(TrySend::Full) => {
+                    log::info!("client #{conn} is too slow; closing it");
+                    sender.close(CloseCode::POLICY, "too slow", false);
+                    gone.push(Gone(conn));
+                }
+                Err(TrySend::Disconnected) => gone.push(Gone(conn)),
+            }
+        }
+        gone
+    }
+
+    /// Is there anything to deliver?
+    pub fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// `[` and every user, comma-separated, without the closing `]`.
     fn presence(&mut self) -> &mut String {
         let members = &self.members;
         self.presence.get_or_insert_with(|| {
