@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use super::history::{HistoryStore, Recent};
-use super::messages::ChatMessage;
+use super::messages::{ChatMessage, ServerMessage};
 use super::names::RoomName;
 
 /// Longest line reloaded from a history file.
@@ -224,10 +224,9 @@ fn load(
             continue;
         }
         reloaded.high = reloaded.high.max(msg.id);
-        last_line.insert(msg.room, line_no);
-        // It parsed as a message, so it is UTF-8 JSON.
-        let json = String::from_utf8(std::mem::take(&mut line))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        last_line.insert(msg.room.clone(), line_no);
+        // Serialized again, so that a line from before rooms names its room.
+        let json = ServerMessage::Message(&msg).to_json();
         recent.keep(&[(msg.id, json.into())]);
     }
 }
@@ -236,7 +235,7 @@ fn load(
 mod tests {
     use super::*;
     use crate::chat::history::tests::message;
-    use crate::chat::messages::{ServerMessage, User};
+    use crate::chat::messages::User;
 
     fn json(room: &str, id: u64) -> String {
         let msg = ChatMessage {
@@ -315,6 +314,7 @@ mod tests {
         let (_, reloaded) = FileStore::open(&path, false, 100, 10).unwrap();
         let lobby = &reloaded.rooms[&RoomName::lobby()];
         assert_eq!(lobby.since(None).len(), 2);
+        assert!(lobby.since(None)[0].contains(r#""room":"lobby","id":1,"#));
         assert!(lobby.since(None)[0].contains("old"));
         std::fs::remove_file(&path).unwrap();
     }

@@ -69,10 +69,27 @@ impl Hub {
         let old_form = hello.rooms.is_none();
         let mut wanted = match (hello.rooms, &from_grace) {
             (Some(rooms), _) => rooms,
-            (None, Some((rooms, _))) if hello.resume.is_none() => rooms
-                .iter()
-                .map(|(room, last)| (room.clone(), Some(*last)))
-                .collect(),
+            (None, Some((rooms, _))) if hello.resume.is_none() => {
+                let mut rooms: Vec<_> = rooms
+                    .iter()
+                    .map(|(room, last)| (room.clone(), Some(*last)))
+                    .collect();
+                rooms.sort();
+                rooms
+            }
+            // Another connection of a live session: where that session is.
+            (None, None) if was_resumed && hello.resume.is_none() => {
+                let mut rooms: Vec<_> = self
+                    .sessions
+                    .get(user)
+                    .map(|s| s.rooms.iter().map(|room| (room.clone(), None)).collect())
+                    .unwrap_or_default();
+                if rooms.is_empty() {
+                    rooms.push((home.clone(), None));
+                }
+                rooms.sort();
+                rooms
+            }
             (None, _) => vec![(home.clone(), hello.resume)],
         };
         let cap = self.config.rooms_per_connection.max(1);
@@ -230,7 +247,8 @@ impl Hub {
             }
         }
         if self.sessions.disconnect(user, conn, rooms) {
-            log::debug!("#{conn} closed; its session is in its grace");
+            let name = self.sessions.get(user).map_or("", |s| s.user.name.as_str());
+            log::debug!("user {user} ({name:?}): last connection #{conn} closed; in its grace");
         } else {
             log::debug!("#{conn} closed");
         }
