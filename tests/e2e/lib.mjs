@@ -249,8 +249,10 @@ export class Scenario {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-e2e-'));
   }
 
-  async server(label = this.label) {
+  // `args`: more server flags, e.g. ['--session-grace', '1'].
+  async server(label = this.label, args = []) {
     const s = new Server(slug(label), path.join(this.tmp, `history-${this.servers.length}.jsonl`));
+    s.args = [...args];
     this.servers.push(s);
     await s.start();
     return s;

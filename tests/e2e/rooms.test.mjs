@@ -1,0 +1,56 @@
+// Rooms and sessions in the page: separate rooms, #room links, a silent
+// reload inside the session's grace, a taken name.
+import { scenario, assert } from './lib.mjs';
+
+scenario('two users in different rooms do not see each other\'s messages; a #room link joins that room', async (scn) => {
+  const server = await scn.server('rooms');
+  const alice = await (await scn.user('alice')).open(server.httpUrl + '#rust');
+  const bob = await (await scn.user('bob')).open(server.httpUrl);
+  await alice.waitUsers(['alice']);
+  await bob.waitUsers(['bob']);
+  await alice.say('only for rust');
+  await alice.waitMessage('only for rust');
+  await bob.say('only for the lobby');
+  await bob.waitMessage('only for the lobby');
+  assert.deepEqual((await bob.messages()).map((m) => m.text), ['only for the lobby']);
+  assert.deepEqual((await alice.messages()).map((m) => m.text), ['only for rust']);
+
+  // bob follows a link to #rust: same connection, the rust room's history.
+  await bob.page.evaluate(() => { location.hash = '#rust'; });
+  await bob.waitMessage('only for rust');
+  await bob.waitUsers(['alice', 'bob']);
+  assert.deepEqual((await bob.messages()).map((m) => m.text), ['only for rust']);
+  await bob.say('bob is in rust now');
+  await alice.waitMessage('bob is in rust now');
+  await alice.assertHealthy();
+  await bob.assertHealthy();
+});
+
+scenario('a reload inside the grace shows no leave or join to the other user', async (scn) => {
+  const server = await scn.server('grace');
+  const alice = await (await scn.user('alice')).open(server.httpUrl);
+  const bob = await (await scn.user('bob')).open(server.httpUrl);
+  await alice.waitUsers(['alice', 'bob']);
+  await alice.waitSystem('join', 'bob joined');
+  await bob.page.reload();
+  await bob.waitOnline();
+  assert.equal(await bob.page.locator('#me-name').innerText(), 'bob', 'the session kept the name');
+  await bob.say('back after a reload');
+  await alice.waitMessage('back after a reload');
+  const lines = (await alice.systemLines()).filter((l) => ['join', 'leave', 'presence'].includes(l.kind));
+  assert.deepEqual(lines, [{ kind: 'join', text: 'bob joined' }], 'no leave, no second join');
+});
+
+scenario('a taken name is refused with a clear message', async (scn) => {
+  const server = await scn.server('taken');
+  await (await scn.user('alice')).open(server.httpUrl);
+  const other = await scn.user('Alice');
+  await other.open(server.httpUrl);
+  const dialog = other.page.locator('#name-dialog');
+  await dialog.waitFor({ state: 'visible', timeout: 10_000 });
+  const error = await other.page.locator('#name-error').innerText();
+  assert.match(error, /taken/i);
+  await other.page.locator('#name').fill('carol');
+  await other.page.locator('#name').press('Enter');
+  await other.page.waitForFunction(() => document.querySelector('#me-name')?.textContent === 'carol', null, { timeout: 10_000 });
+});
