@@ -54,3 +54,22 @@ scenario('a taken name is refused with a clear message', async (scn) => {
   await other.page.locator('#name').press('Enter');
   await other.page.waitForFunction(() => document.querySelector('#me-name')?.textContent === 'carol', null, { timeout: 10_000 });
 });
+
+scenario('typing shows under the list and clears', async (scn) => {
+  const server = await scn.server('typing');
+  const alice = await (await scn.user('alice')).open(server.httpUrl);
+  const bob = await (await scn.user('bob')).open(server.httpUrl);
+  await alice.waitUsers(['alice', 'bob']);
+  await alice.page.locator('#input').fill('I am writing something');
+  await bob.page.waitForFunction(() => document.querySelector('#typing')?.textContent === 'alice is typing…', null, { timeout: 10_000 });
+  assert.equal(await alice.page.locator('#typing').innerText(), '', 'not shown to the typist');
+  await alice.page.locator('#input').press('Enter');
+  await bob.waitMessage('I am writing something');
+  assert.equal(await bob.page.locator('#typing').innerText(), '', 'the message ends the notice');
+  // Shown for about 5 s when no message follows.
+  await alice.page.waitForTimeout(2100);
+  await alice.page.locator('#input').fill('again');
+  await bob.page.waitForFunction(() => document.querySelector('#typing')?.textContent === 'alice is typing…', null, { timeout: 10_000 });
+  await bob.page.waitForFunction(() => document.querySelector('#typing')?.textContent === '', null, { timeout: 10_000 });
+  await bob.assertHealthy();
+});
