@@ -22,6 +22,30 @@ scenario('two users in different rooms do not see each other\'s messages; a #roo
   assert.deepEqual((await bob.messages()).map((m) => m.text), ['only for rust']);
   await bob.say('bob is in rust now');
   await alice.waitMessage('bob is in rust now');
+
+  // bob is still in the lobby: what is said there while he looks at rust is unread.
+  const carol = await (await scn.user('carol')).open(server.httpUrl);
+  await carol.say('lobby news');
+  await carol.waitMessage('lobby news');
+  const lobbyBadge = bob.page.locator('#rooms li[data-room="lobby"] .badge');
+  await lobbyBadge.waitFor({ state: 'visible', timeout: 10_000 });
+  assert.equal(await lobbyBadge.innerText(), '1');
+  assert.equal(await bob.page.title(), '(1) wschat', 'the title counts the unread');
+  assert.equal((await bob.messages()).some((m) => m.text === 'lobby news'), false);
+  // Back to the lobby with the keyboard (Alt+Up): the badge goes, the message is there.
+  await bob.page.locator('#input').press('Alt+ArrowUp');
+  await bob.waitMessage('lobby news');
+  assert.equal(await lobbyBadge.count(), 0);
+  assert.equal(await bob.page.title(), 'wschat');
+  assert.equal(new URL(bob.page.url()).hash, '#lobby');
+
+  // The join field makes a room and goes there.
+  await bob.page.locator('#join-room').fill('New-Room');
+  await bob.page.locator('#join-room').press('Enter');
+  await bob.page.waitForFunction(() => location.hash === '#new-room', null, { timeout: 10_000 });
+  await bob.page.locator('#rooms li[data-room="new-room"].current').waitFor({ timeout: 10_000 });
+  await bob.say('first in new-room');
+  await bob.waitMessage('first in new-room');
   await alice.assertHealthy();
   await bob.assertHealthy();
 });
