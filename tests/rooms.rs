@@ -566,3 +566,37 @@ fn an_old_history_file_loads_into_the_lobby_and_rooms_reload_apart() {
     assert_eq!(rust.len(), 1);
     assert_eq!(rust[0]["text"], "in rust");
 }
+
+#[test]
+fn max_rooms_caps_the_rooms_in_memory_and_ids_never_go_back() {
+    let server = Server::start(&["--rate", "0", "--max-rooms", "2"]);
+    let mut alice = Client::named(&server, "alice");
+    alice.send(&json!({"type": "join", "room": "a"}));
+    alice.next_of("joined");
+    alice.send(&json!({"type": "join", "room": "b"}));
+    let error = alice.expect_error("too_many_rooms", "lobby");
+    assert!(
+        error["message"].as_str().unwrap().contains("server"),
+        "{error}"
+    );
+
+    // A room nobody is in makes way for a new one, and its ids go on above.
+    let old = alice.say("a", "in a")["id"].as_u64().unwrap();
+    alice.send(&json!({"type": "leave", "room": "a"}));
+    alice.next_of("left");
+    alice.send(&json!({"type": "join", "room": "b"}));
+    alice.next_of("joined");
+    alice.send(&json!({"type": "leave", "room": "b"}));
+    alice.next_of("left");
+    alice.send(&json!({"type": "join", "room": "a"}));
+    let joined = alice.next_of("joined");
+    assert!(
+        joined["history"].as_array().unwrap().is_empty(),
+        "a was dropped from memory: {joined}"
+    );
+    let new = alice.say("a", "in a again")["id"].as_u64().unwrap();
+    assert!(
+        new > old,
+        "a made again does not give id {new} twice (was {old})"
+    );
+}

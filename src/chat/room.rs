@@ -240,11 +240,6 @@ impl Room {
         gone
     }
 
-    /// Is there anything to deliver?
-    pub fn has_outbox(&self) -> bool {
-        !self.outbox.is_empty()
-    }
-
     /// `[` and every user, comma-separated, without the closing `]`.
     fn presence(&mut self) -> &mut String {
         let members = &self.members;

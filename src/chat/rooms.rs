@@ -58,7 +58,7 @@ impl Rooms {
                 let unused = self
                     .rooms
                     .iter()
-                    .find(|(_, room)| room.is_empty() && !room.has_outbox())
+                    .find(|(_, room)| room.is_empty())
                     .map(|(name, _)| name.clone());
                 match unused {
                     Some(unused) => {
@@ -85,13 +85,10 @@ impl Rooms {
         self.high = self.high.max(id);
     }
 
-    /// Drop the room if nobody is in it and it has no history.
+    /// Drop the room if nobody is in it and it has no history (what its
+    /// batch still holds has nobody to go to).
     pub fn tidy(&mut self, name: &RoomName) {
-        if self
-            .rooms
-            .get(name)
-            .is_some_and(|room| room.is_idle() && !room.has_outbox())
-        {
+        if self.rooms.get(name).is_some_and(Room::is_idle) {
             self.rooms.remove(name);
         }
     }
