@@ -12,6 +12,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
@@ -58,12 +59,14 @@ export function testConfig(text, { user, httpsPort, httpPort, upstreamPort, dir 
   return out;
 }
 
-// GET over https, certificate unchecked (it is the test's own); resolves to the status.
-export function httpsStatus(port, urlPath, timeout = 2000) {
+// GET from 127.0.0.1:port, over https (certificate unchecked: it is the test's own) unless
+// `secure` is false; resolves to the status and the Location header.
+export function get(port, urlPath, { secure = true, timeout = 2000 } = {}) {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: '127.0.0.1', port, path: urlPath, rejectUnauthorized: false, timeout }, (res) => {
+    const opts = { host: '127.0.0.1', port, path: urlPath, timeout, ...(secure ? { rejectUnauthorized: false } : {}) };
+    const req = (secure ? https : http).get(opts, (res) => {
       res.resume();
-      res.on('end', () => resolve(res.statusCode));
+      res.on('end', () => resolve({ status: res.statusCode, location: res.headers.location }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -120,7 +123,7 @@ export class Nginx {
         throw new Error(`nginx exited at start (${proc.exitCode ?? proc.signalCode}); see ${this.logPath} and ${this.dir}/error.log:\n${this.errorLog()}`);
       }
       try {
-        if (await httpsStatus(this.port, '/chat/healthz') === 200) return this;
+        if ((await get(this.port, '/chat/healthz')).status === 200) return this;
       } catch { /* not yet */ }
       if (Date.now() > deadline) throw new Error(`nginx: https://127.0.0.1:${this.port}/chat/healthz did not answer 200 within ${WAIT} ms:\n${this.errorLog()}`);
       await sleep(50);

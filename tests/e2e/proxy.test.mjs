@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { scenario, assert, Server, WAIT, sleep } from './lib.mjs';
-import { Nginx } from './nginx.mjs';
+import { Nginx, get } from './nginx.mjs';
 
 // A WebSocket client by hand, from a chosen loopback address (a browser cannot choose
 // one): connects from `localAddress` to 127.0.0.1:port (over TLS when `secure`), sends
@@ -66,6 +66,11 @@ scenario('two users chat through nginx over wss: under /chat/, and wschat sees e
   try {
     await nginx.start(server.port);
     const origin = `https://127.0.0.1:${nginx.port}`;
+
+    // What the config says besides the chat: / and /chat lead to /chat/, and plain http to https.
+    assert.deepEqual(await get(nginx.port, '/'), { status: 302, location: `${origin}/chat/` });
+    assert.deepEqual(await get(nginx.port, '/chat'), { status: 301, location: `${origin}/chat/` });
+    assert.deepEqual(await get(nginx.httpPort, '/chat/', { secure: false }), { status: 301, location: 'https://127.0.0.1/chat/' });
 
     // The page connects relative to its own URL: wss:, under /chat/.
     const sockets = [];
