@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wschat::http::{HttpError, Request};
-use wschat::server::App;
+use wschat::server::{App, Peer};
 use wschat::ws::client;
 use wschat::ws::extension::Negotiated;
 use wschat::ws::handshake::Upgrade;
@@ -89,11 +89,15 @@ where
         Err(HttpError::NotFound)
     }
 
-    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError> {
+    fn check_upgrade(
+        &self,
+        _upgrade: &Upgrade,
+        _peer: &Peer,
+    ) -> Result<Option<Negotiated>, HttpError> {
         Ok(None)
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: SocketAddr) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer) {
         let closed = (self.f)(&mut reader, &sender);
         let _ = self.ended.send(closed);
     }
