@@ -15,7 +15,9 @@
 //! - liveness: pings to a silent peer, and a peer that answers them
 //!   ([`liveness`]);
 //! - the extension seam: an `App` that accepts a test extension, named in
-//!   the 101 and run by the decoder ([`extension`]).
+//!   the 101 and run by the decoder ([`extension`]);
+//! - permessage-deflate (RFC 7692) both ways against Python's `websockets`,
+//!   run as a child process by `/usr/bin/python3` ([`deflate`]).
 //!
 //! Every socket has a read and write timeout, every accept has a deadline,
 //! and every thread a test starts is joined, so a failing test fails instead
@@ -27,6 +29,7 @@ mod support;
 mod violations;
 
 mod closing;
+mod deflate;
 mod extension;
 mod handshake;
 mod liveness;
