@@ -211,14 +211,21 @@ fn check_offers(offers: &[ExtensionOffer]) {
         }
     }
 
-    // The whole list: the first honourable offer's answer, or none.
+    // The whole list: the first honourable offer's answer, or none. That
+    // offer is also the first `Params::parse` accepts without a
+    // `server_max_window_bits` below 9.
     let first = offers.iter().find_map(honourable);
+    let index = offers.iter().position(|o| honourable(o).is_some());
+    let by_params = offers.iter().position(|o| {
+        Params::parse(o).is_ok_and(|p| p.server_max_window_bits.is_none_or(|bits| bits >= 9))
+    });
+    assert_eq!(index, by_params);
     match (server_accept(offers), first) {
         (Some((answer, agreed)), Some(m)) => {
             check_answer(&answer, agreed.server_window, &m);
             // And no earlier offer could have been chosen: the list up to
             // the chosen one is declined.
-            let index = offers.iter().position(|o| honourable(o).is_some()).unwrap();
+            let index = index.unwrap();
             assert!(server_accept(&offers[..index]).is_none());
             let (alone, _) = server_accept(&offers[index..=index]).unwrap();
             assert_eq!(alone, answer);
