@@ -169,6 +169,11 @@ pub struct ServeArgs {
     /// Also accept WebSocket connections from pages of this origin ('*': any). Repeatable.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// Believe the forwarding headers of peers in this range, your reverse proxy: the client's
+    /// address (Forwarded, else X-Forwarded-For) and the page's public origin (Forwarded, else
+    /// X-Forwarded-Proto and -Host). An address (127.0.0.1, ::1) or a range (10.0.0.0/8). Repeatable.
+    #[arg(long = "trust-proxy", value_name = "CIDR")]
+    pub trust_proxy: Vec<crate::server::Cidr>,
 }
 
 /// Where to listen, as given: `127.0.0.1:8080`, `localhost:0`, `[::1]:8080`.

@@ -2,10 +2,8 @@
 //! fuzzingclient tests, so it uses the large limits (16 MiB messages,
 //! 65,536 fragments) and answers no HTTP but `/healthz`.
 
-use std::net::SocketAddr;
-
 use crate::http::{self, HttpError, Request};
-use crate::server::App;
+use crate::server::{App, Peer};
 use crate::ws::deflate::Deflate;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{Config, Limits, Reader, Role, Sender};
@@ -52,6 +50,7 @@ impl App for Echo {
     fn check_upgrade(
         &self,
         upgrade: &Upgrade,
+        _peer: &Peer,
     ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
         Ok(self
             .deflate
@@ -59,7 +58,7 @@ impl App for Echo {
             .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer) {
         loop {
             match reader.next_message() {
                 Ok(message) => {

@@ -127,6 +127,7 @@ pub fn server_config(args: &ServeArgs) -> ServerConfig {
     config.head_timeout = secs(args.head_timeout);
     config.max_connections = args.max_connections;
     config.max_per_ip = args.max_per_ip;
+    config.trusted_proxies = args.trust_proxy.clone();
     config
 }
 

@@ -1,6 +1,6 @@
 //! Starting and stopping the binary as a newcomer does: host names in
-//! `--addr`, a busy port, a Ctrl-C right after start-up, and what each log
-//! level shows.
+//! `--addr`, a busy port, a Ctrl-C right after start-up, what each log
+//! level shows, `--version`, and a mistyped `--trust-proxy`.
 
 mod support;
 
@@ -197,4 +197,33 @@ fn trace_on_wschat_ws_shows_every_frame_in_and_out() {
     }
     let frames = server.log().lines().filter(|l| l.contains("FIN=")).count();
     println!("{frames} frame lines");
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = run_to_end(&["--version"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("wschat {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_bad_trust_proxy_range_is_refused_with_what_was_expected() {
+    for (bad, says) in [
+        ("localhost", "is not an IP address"),
+        ("10.0.0.1/8", "the range it names is 10.0.0.0/8"),
+        ("10.0.0.0/33", "bad prefix length"),
+    ] {
+        let out = run_to_end(&["--addr", "127.0.0.1:0", "--trust-proxy", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!(
+            "--trust-proxy {bad}: {}",
+            stderr.lines().next().unwrap_or("")
+        );
+        assert!(!out.status.success(), "{bad}: started");
+        assert!(stderr.contains("--trust-proxy"), "{bad}: {stderr}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
 }

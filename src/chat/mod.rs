@@ -19,12 +19,11 @@ pub mod rooms;
 pub mod session;
 pub mod typing;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::http::{HttpError, Request, StaticFiles};
-use crate::server::App;
+use crate::server::{App, Peer};
 use crate::ws::deflate::Deflate;
 use crate::ws::handshake::Upgrade;
 use crate::ws::{CloseCode, Message, Reader, Sender};
@@ -54,14 +53,18 @@ pub struct OriginPolicy {
 
 impl OriginPolicy {
     /// Allowed: no `Origin` (not a browser), `null` (a page opened from
-    /// disk), the server's own origin (the page it served), or one listed.
-    pub fn allows(&self, origin: Option<&str>, host: &str) -> bool {
+    /// disk), the server's own origin (the page it served), the `public`
+    /// origin a trusted proxy serves that page under (`X-Forwarded-Proto`
+    /// and `X-Forwarded-Host`, or `Forwarded`, RFC 7239 §5.3–5.4), or one
+    /// listed.
+    pub fn allows(&self, origin: Option<&str>, host: &str, public: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
         let origin = origin.trim_end_matches('/');
         self.any
             || origin == "null"
             || origin.eq_ignore_ascii_case(&format!("http://{host}"))
             || origin.eq_ignore_ascii_case(&format!("https://{host}"))
+            || public.is_some_and(|public| origin.eq_ignore_ascii_case(public))
             || self
                 .allowed
                 .iter()
@@ -147,24 +150,27 @@ impl App for Chat {
     fn check_upgrade(
         &self,
         upgrade: &Upgrade,
+        peer: &Peer,
     ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
         UPGRADE_PATH.with_borrow_mut(|p| p.clone_from(&upgrade.path));
         let path = upgrade.path.split('?').next().unwrap_or("");
         if path != "/" && path != "/ws" {
             return Err(HttpError::NotFound);
         }
-        if !self
-            .config
-            .origins
-            .allows(upgrade.origin.as_deref(), &upgrade.host)
-        {
+        if !self.config.origins.allows(
+            upgrade.origin.as_deref(),
+            &upgrade.host,
+            peer.public_origin(),
+        ) {
             let origin = upgrade.origin.as_deref().unwrap_or_default();
+            let own = peer
+                .public_origin()
+                .map_or_else(|| format!("http://{}", upgrade.host), str::to_owned);
             return Err(HttpError::Forbidden(format!(
-                "a page from {origin} may not open a WebSocket to http://{host}/ \
+                "a page from {origin} may not open a WebSocket to {own}/ \
                  (a different origin, refused against cross-site WebSocket hijacking); \
-                 open the page from http://{host}/ itself, \
-                 or start wschat with --allow-origin {origin}",
-                host = upgrade.host
+                 open the page from {own}/ itself, \
+                 or start wschat with --allow-origin {origin}"
             )));
         }
         Ok(self
@@ -173,7 +179,7 @@ impl App for Chat {
             .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, peer: SocketAddr) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer) {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let limits = &self.config.text;
@@ -221,7 +227,7 @@ impl App for Chat {
         }
         let mut bucket = TokenBucket::new(self.config.rate, self.config.burst);
         if let Some(parsed) = pending {
-            self.command(id, parsed, &mut bucket, &sender);
+            self.command(&peer, id, parsed, &mut bucket, &sender);
         }
         let closed = loop {
             let parsed = match reader.next_message() {
@@ -234,7 +240,7 @@ impl App for Chat {
                 Ok(Message::Binary(_)) => Err(binary_error()),
                 Err(closed) => break closed,
             };
-            if !self.command(id, parsed, &mut bucket, &sender) {
+            if !self.command(&peer, id, parsed, &mut bucket, &sender) {
                 // Our Close is queued: whatever else the client sends is
                 // discarded until it answers it (§5.5.1) or the close
                 // timeout ends the connection.
@@ -257,6 +263,7 @@ impl Chat {
     /// `false` when the client is closed for flooding.
     fn command(
         &self,
+        peer: &Peer,
         id: u64,
         parsed: Result<Command, ChatError>,
         bucket: &mut TokenBucket,
@@ -275,7 +282,7 @@ impl Chat {
                 true
             }
             Verdict::Refuse => {
-                log::debug!("#{id}: rate limited");
+                log::debug!("{peer} #{id}: rate limited");
                 let mut error = ChatError::new(
                     ErrorCode::RateLimited,
                     "you are sending too fast; slow down",
@@ -287,7 +294,9 @@ impl Chat {
                 true
             }
             Verdict::Close => {
-                log::info!("#{id}: still flooding after rate_limited errors; closing with 1008");
+                log::info!(
+                    "{peer} #{id}: still flooding after rate_limited errors; closing with 1008"
+                );
                 sender.close(CloseCode::POLICY, "rate limit", true);
                 false
             }
@@ -315,19 +324,25 @@ mod tests {
     #[test]
     fn origin_policy() {
         let policy = OriginPolicy::default();
-        assert!(policy.allows(None, "127.0.0.1:8080"));
-        assert!(policy.allows(Some("null"), "127.0.0.1:8080"));
-        assert!(policy.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"));
-        assert!(!policy.allows(Some("http://evil.example"), "127.0.0.1:8080"));
+        assert!(policy.allows(None, "127.0.0.1:8080", None));
+        assert!(policy.allows(Some("null"), "127.0.0.1:8080", None));
+        assert!(policy.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:8080", None));
+        assert!(!policy.allows(Some("http://evil.example"), "127.0.0.1:8080", None));
         let listed = OriginPolicy {
             allowed: vec!["https://chat.example.org".into()],
             any: false,
         };
-        assert!(listed.allows(Some("https://chat.example.org"), "127.0.0.1:8080"));
+        assert!(listed.allows(Some("https://chat.example.org"), "127.0.0.1:8080", None));
         let any = OriginPolicy {
             allowed: vec![],
             any: true,
         };
-        assert!(any.allows(Some("http://evil.example"), "127.0.0.1:8080"));
+        assert!(any.allows(Some("http://evil.example"), "127.0.0.1:8080", None));
+        // Behind a trusted proxy: the public origin, scheme and all.
+        let public = Some("https://chat.example.org");
+        assert!(policy.allows(Some("https://chat.example.org"), "127.0.0.1:8080", public));
+        assert!(!policy.allows(Some("http://chat.example.org"), "127.0.0.1:8080", public));
+        assert!(!policy.allows(Some("https://evil.example"), "127.0.0.1:8080", public));
+        assert!(policy.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:8080", public));
     }
 }

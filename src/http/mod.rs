@@ -1,13 +1,15 @@
 //! The plain HTTP/1.1 the server speaks before a WebSocket exists: reading
 //! a request head within limits ([`head`]), parsing it ([`request`]),
-//! refusing it with the right status ([`HttpError`]), and answering it with
-//! a file from `www/` or the health check ([`files`]).
+//! refusing it with the right status ([`HttpError`]), answering it with a
+//! file from `www/` or the health check ([`files`]), and reading what the
+//! proxies in front of us say about it ([`forwarded`], RFC 7239).
 //!
 //! The WebSocket upgrade itself (RFC 6455 §4) is checked in
 //! [`crate::ws::handshake`], on a [`Request`] read here.
 
 pub mod error;
 pub mod files;
+pub mod forwarded;
 pub mod head;
 pub mod request;
 

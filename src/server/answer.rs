@@ -1,24 +1,34 @@
 //! A request's answer, up to the 101: the head read within its limits and
-//! time, a plain HTTP request answered through the [`App`], an upgrade
-//! checked (RFC 6455 §4.2.1) and accepted (§4.2.2) or refused with its
-//! status.
+//! time, the client named (by a trusted proxy's forwarding headers) and
+//! counted under its address, a plain HTTP request answered through the
+//! [`App`], an upgrade checked (RFC 6455 §4.2.1) and accepted (§4.2.2) or
+//! refused with its status.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::{App, ServerConfig};
+use super::{App, Peer, ServerConfig, Slot};
 use crate::http::{self, HeadError, HttpError, Request};
 use crate::ws::extension::{InUse, Negotiated};
 use crate::ws::handshake;
 
-/// An upgraded stream, the bytes read past its head, and the extension
-/// negotiated for it.
-pub(super) type Upgraded = (TcpStream, Vec<u8>, Option<InUse>);
+/// An upgraded connection.
+pub(super) struct Upgraded {
+    pub stream: TcpStream,
+    /// The bytes read past the request head.
+    pub leftover: Vec<u8>,
+    /// The extension negotiated for it.
+    pub extension: Option<InUse>,
+    /// Who it is, as the request head said.
+    pub peer: Peer,
+}
 
-/// Read the request and answer it: a plain HTTP response or a refusal (then
-/// `None`), or `101 Switching Protocols`, returning the stream, the bytes
-/// read past the head and the negotiated extension.
+/// Read the request from `socket` and answer it: a plain HTTP response or
+/// a refusal (then `None`), or `101 Switching Protocols`, returning the
+/// [`Upgraded`] connection. A trusted proxy's connection is counted under
+/// its client's address in `slot` here, once the head names the client,
+/// and refused with 503 if that address has its fill.
 ///
 /// Not inlined: its frame (head, parsed request, SHA-1 of the key) is gone
 /// before the connection starts, so it does not add to the deepest point of
@@ -26,24 +36,35 @@ pub(super) type Upgraded = (TcpStream, Vec<u8>, Option<InUse>);
 #[inline(never)]
 pub(super) fn answer_request(
     mut stream: TcpStream,
-    peer: SocketAddr,
+    socket: SocketAddr,
     config: &ServerConfig,
     app: &dyn App,
+    slot: &mut Slot,
 ) -> Option<Upgraded> {
     let deadline = Instant::now() + config.head_timeout;
+    let direct = Peer::direct(socket);
     let (head, leftover) = match http::read_head(&mut stream, &config.head, deadline) {
         Ok(head) => head,
-        Err(HeadError::Http(e)) => return refuse(&mut stream, peer, None, &e),
+        Err(HeadError::Http(e)) => return refuse(&mut stream, &direct, None, &e),
         Err(HeadError::Timeout) => {
-            return refuse(&mut stream, peer, None, &HttpError::RequestTimeout);
+            return refuse(&mut stream, &direct, None, &HttpError::RequestTimeout);
         }
         Err(HeadError::Eof | HeadError::Io(_)) => return None,
     };
     let request = match Request::parse(&head, &config.head) {
         Ok(request) => request,
-        Err(e) => return refuse(&mut stream, peer, None, &e),
+        Err(e) => return refuse(&mut stream, &direct, None, &e),
     };
     drop(head);
+    let peer = if config.trusts(socket.ip()) {
+        let peer = Peer::forwarded(socket, &request, &config.trusted_proxies);
+        if let Err(e) = slot.count_ip(peer.ip(), config) {
+            return refuse(&mut stream, &peer, Some(&request), &e);
+        }
+        peer
+    } else {
+        direct
+    };
     if !request.wants_websocket() {
         let response = app.http(&request).unwrap_or_else(|e| e.response());
         if log::log_enabled!(log::Level::Debug) {
@@ -62,10 +83,10 @@ pub(super) fn answer_request(
         return None;
     }
     let (upgrade, negotiated) = match handshake::check_upgrade(&request)
-        .and_then(|u| app.check_upgrade(&u).map(|n| (u, n)))
+        .and_then(|u| app.check_upgrade(&u, &peer).map(|n| (u, n)))
     {
         Ok(accepted) => accepted,
-        Err(e) => return refuse(&mut stream, peer, Some(&request), &e),
+        Err(e) => return refuse(&mut stream, &peer, Some(&request), &e),
     };
     debug_assert!(
         negotiated.as_ref().is_none_or(|n| upgrade
@@ -92,14 +113,19 @@ pub(super) fn answer_request(
         return None;
     }
     let _ = stream.set_read_timeout(None);
-    Some((stream, leftover, extension))
+    Some(Upgraded {
+        stream,
+        leftover,
+        extension,
+        peer,
+    })
 }
 
 /// Answer with `error`'s status, and log why at `info`; the connection ends
 /// here. `request` is the parsed head, when it got that far.
 fn refuse<T>(
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    peer: &Peer,
     request: Option<&Request>,
     error: &HttpError,
 ) -> Option<T> {

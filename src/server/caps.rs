@@ -1,6 +1,7 @@
 //! The connection caps: open connections counted in total and per
-//! address, taken as a connection is accepted and released however it
-//! ends; and the log of the connections refused at them.
+//! address, taken as a connection is accepted (per address only once its
+//! request head names the client, for a trusted proxy's) and released
+//! however it ends; and the log of the connections refused at them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -19,36 +20,31 @@ pub struct ConnectionCount {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// One open connection's place in the count: in the total, and under its
+/// address once that is known.
 pub struct Slot {
     count: Arc<ConnectionCount>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl ConnectionCount {
-    /// Take a slot, or say which cap is full.
+    /// Take a slot, counted under `ip` too if given (else see
+    /// [`Slot::count_ip`]), or say which cap is full.
     pub(super) fn acquire(
         self: &Arc<Self>,
-        ip: IpAddr,
+        ip: Option<IpAddr>,
         config: &ServerConfig,
     ) -> Result<Slot, HttpError> {
-        let ip = cap_key(ip);
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = Slot {
+        let mut slot = Slot {
             count: Arc::clone(self),
-            ip,
+            ip: None,
         };
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = per_ip.entry(ip).or_insert(0);
-        *mine += 1;
-        let mine = *mine;
-        drop(per_ip);
         if config.max_connections > 0 && total > config.max_connections {
             return Err(HttpError::ServiceUnavailable("too many connections"));
         }
-        if config.max_per_ip > 0 && mine > config.max_per_ip {
-            return Err(HttpError::ServiceUnavailable(
-                "too many connections from your address",
-            ));
+        if let Some(ip) = ip {
+            slot.count_ip(ip, config)?;
         }
         Ok(slot)
     }
@@ -58,14 +54,40 @@ impl ConnectionCount {
     }
 }
 
+impl Slot {
+    /// Count this connection under the client's address `ip`, or refuse it
+    /// if that address has its fill. Once per slot: a connection has one
+    /// client.
+    pub(super) fn count_ip(&mut self, ip: IpAddr, config: &ServerConfig) -> Result<(), HttpError> {
+        debug_assert!(
+            self.ip.is_none(),
+            "a connection counted under two addresses"
+        );
+        let ip = cap_key(ip);
+        let mut per_ip = self.count.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = per_ip.entry(ip).or_insert(0);
+        *mine += 1;
+        let mine = *mine;
+        drop(per_ip);
+        self.ip = Some(ip);
+        if config.max_per_ip > 0 && mine > config.max_per_ip {
+            return Err(HttpError::ServiceUnavailable(
+                "too many connections from your address",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.count.total.fetch_sub(1, Ordering::AcqRel);
+        let Some(ip) = self.ip else { return };
         let mut per_ip = self.count.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                per_ip.remove(&ip);
             }
         }
     }
@@ -141,27 +163,54 @@ mod tests {
         config.max_per_ip = 2;
         let count = Arc::new(ConnectionCount::default());
         let a = count
-            .acquire("2001:db8::1".parse().unwrap(), &config)
+            .acquire(Some("2001:db8::1".parse().unwrap()), &config)
             .unwrap();
         let b = count
-            .acquire("2001:db8::2".parse().unwrap(), &config)
+            .acquire(Some("2001:db8::2".parse().unwrap()), &config)
             .unwrap();
         assert!(
             count
-                .acquire("2001:db8::3".parse().unwrap(), &config)
+                .acquire(Some("2001:db8::3".parse().unwrap()), &config)
                 .is_err()
         );
         assert!(
             count
-                .acquire("2001:db8:0:1::3".parse().unwrap(), &config)
+                .acquire(Some("2001:db8:0:1::3".parse().unwrap()), &config)
                 .is_ok()
         );
         drop((a, b));
         assert!(
             count
-                .acquire("2001:db8::3".parse().unwrap(), &config)
+                .acquire(Some("2001:db8::3".parse().unwrap()), &config)
                 .is_ok()
         );
         assert_eq!(count.open(), 0);
+    }
+
+    #[test]
+    fn a_slot_taken_before_its_address_is_known_is_counted_under_it_later() {
+        let mut config = ServerConfig::new(Config::new(crate::ws::Role::Server));
+        config.max_per_ip = 1;
+        let count = Arc::new(ConnectionCount::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut a = count.acquire(None, &config).unwrap();
+        let mut b = count.acquire(None, &config).unwrap();
+        let mut c = count.acquire(None, &config).unwrap();
+        assert_eq!(count.open(), 3, "each counts in the total at once");
+        a.count_ip(ip("10.0.0.1"), &config).unwrap();
+        b.count_ip(ip("10.0.0.2"), &config).unwrap();
+        assert_eq!(
+            c.count_ip(ip("10.0.0.1"), &config),
+            Err(HttpError::ServiceUnavailable(
+                "too many connections from your address"
+            ))
+        );
+        drop(c);
+        drop(a);
+        let mut d = count.acquire(None, &config).unwrap();
+        d.count_ip(ip("10.0.0.1"), &config).unwrap();
+        drop((b, d));
+        assert_eq!(count.open(), 0);
+        assert!(count.per_ip.lock().unwrap().is_empty());
     }
 }

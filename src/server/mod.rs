@@ -3,21 +3,26 @@
 //! The connection caps are enforced as a connection is accepted: one beyond
 //! them is answered `503` by a single refuser thread shared by all such
 //! connections, so that connections over the caps cost no thread each (else
-//! the caps would not bound the thread count). An accepted connection's
-//! thread reads the request head (bounded in size and time), then either
+//! the caps would not bound the thread count). A connection from a trusted
+//! proxy (`--trust-proxy`) is counted in the total then, and under its
+//! client's address once its request head names the client. An accepted
+//! connection's thread reads the request head (bounded in size and time), then either
 //! answers a plain HTTP request through the [`App`] or completes the
 //! WebSocket handshake and becomes the connection's reader. What the
 //! connection means — echo, chat — is the [`App`]'s business.
 //!
 //! The parts: the caps and their log ([`caps`]), the request's answer up to
-//! the 101 ([`answer`]), and the thread that answers connections refused
-//! at the caps ([`refuser`]).
+//! the 101 ([`answer`]), the thread that answers connections refused
+//! at the caps ([`refuser`]), who the peer is ([`peer`]) and which proxies
+//! are trusted to say so ([`cidr`]).
 
 mod answer;
 mod caps;
+mod cidr;
+mod peer;
 mod refuser;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +36,8 @@ use crate::ws::{Config, Reader, Sender};
 use answer::answer_request;
 use caps::RefusalLog;
 pub use caps::{ConnectionCount, Slot, cap_key};
+pub use cidr::Cidr;
+pub use peer::Peer;
 use refuser::Refuser;
 
 /// Pending connections the kernel holds for `accept`. std listens with 128,
@@ -57,14 +64,18 @@ pub trait App: Send + Sync + 'static {
     /// Answer a request that is not a WebSocket upgrade.
     fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError>;
 
-    /// Accept or refuse an upgrade (path, origin) before the 101 is sent,
-    /// and choose at most one of the extensions offered
+    /// Accept or refuse an upgrade from `peer` (path, origin) before the
+    /// 101 is sent, and choose at most one of the extensions offered
     /// ([`Upgrade::extensions`], §9.1): `Ok(Some(_))` names it in the 101
     /// and runs it in the connection's decoder; `Ok(None)` accepts none.
-    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError>;
+    fn check_upgrade(
+        &self,
+        upgrade: &Upgrade,
+        peer: &Peer,
+    ) -> Result<Option<Negotiated>, HttpError>;
 
     /// Run an accepted WebSocket on its own thread, until it ends.
-    fn websocket(&self, reader: Reader, sender: Sender, peer: SocketAddr);
+    fn websocket(&self, reader: Reader, sender: Sender, peer: Peer);
 }
 
 /// Limits applied before a connection is handed to the [`App`].
@@ -78,6 +89,9 @@ pub struct ServerConfig {
     /// Open connections from one IP address beyond this get `503`; 0: none.
     /// An IPv6 client is counted by its /64 (see [`cap_key`]).
     pub max_per_ip: usize,
+    /// Peers whose forwarding headers name the client (`--trust-proxy`);
+    /// anyone else's are ignored.
+    pub trusted_proxies: Vec<Cidr>,
     /// Stack size of each connection's reader thread.
     pub reader_stack: usize,
     /// Settings of each WebSocket connection.
@@ -91,9 +105,15 @@ impl ServerConfig {
             head_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_per_ip: 64,
+            trusted_proxies: Vec::new(),
             reader_stack: 128 * 1024,
             ws,
         }
+    }
+
+    /// Is `ip` a proxy whose forwarding headers we believe?
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|range| range.contains(ip))
     }
 }
 
@@ -155,7 +175,10 @@ impl Server {
                 Ok(peer) => peer,
                 Err(_) => continue,
             };
-            let slot = match self.count.acquire(peer.ip(), &self.config) {
+            // A trusted proxy's connections are counted under their
+            // client's address once the request head names it.
+            let per_ip = (!self.config.trusts(peer.ip())).then_some(peer.ip());
+            let slot = match self.count.acquire(per_ip, &self.config) {
                 Ok(slot) => slot,
                 Err(refusal) => {
                     refusals.log(peer, &refusal);
@@ -195,11 +218,23 @@ impl Stopper {
 
 /// One accepted connection, on its own thread; `slot` is released when it
 /// ends, however it ends.
-fn handle(stream: TcpStream, peer: SocketAddr, config: &ServerConfig, app: &dyn App, slot: Slot) {
-    let Some((stream, leftover, extension)) = answer_request(stream, peer, config, app) else {
+fn handle(
+    stream: TcpStream,
+    socket: SocketAddr,
+    config: &ServerConfig,
+    app: &dyn App,
+    mut slot: Slot,
+) {
+    let Some(upgraded) = answer_request(stream, socket, config, app, &mut slot) else {
         return;
     };
-    match conn::start(stream, &leftover, config.ws.clone(), extension) {
+    let peer = upgraded.peer;
+    match conn::start(
+        upgraded.stream,
+        &upgraded.leftover,
+        config.ws.clone(),
+        upgraded.extension,
+    ) {
         Ok((reader, sender)) => app.websocket(reader, sender, peer),
         Err(e) => log::warn!("{peer}: cannot start connection: {e}"),
     }

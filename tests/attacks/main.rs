@@ -2,8 +2,9 @@
 //! HTTP ([`handshake`]), every protocol violation of
 //! `tests/common/violations.rs` and abusive frames ([`frames`]), peers that
 //! half-close, reset or stop mid-header ([`odd_peers`]), slowloris and slow
-//! readers ([`slow_peers`]), floods and churn ([`floods`]), and the
-//! connection caps ([`caps`]).
+//! readers ([`slow_peers`]), floods and churn ([`floods`]), the
+//! connection caps ([`caps`]), and permessage-deflate's decompression
+//! bombs ([`deflate`]).
 //!
 //! Every test ends by checking that the server is still alive, that its
 //! thread count came back and its RSS stayed bounded (read from
@@ -16,6 +17,7 @@ mod support;
 mod violations;
 
 mod caps;
+mod deflate;
 mod floods;
 mod frames;
 mod handshake;

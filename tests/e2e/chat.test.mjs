@@ -4,7 +4,7 @@ import { scenario, sideBySide, assert, SHOTS } from './lib.mjs';
 
 scenario('three users see the same messages in the same order, with presence and join/leave lines', async (scn) => {
   // A closed tab's user leaves when its session's grace ends: 1 s here.
-  const server = await scn.server('chat', ['--session-grace', '1']);
+  const server = await scn.server('chat', { args: ['--session-grace', '1'] });
   const alice = await (await scn.user('alice')).open(server.httpUrl);
   const bob = await (await scn.user('bob')).open(server.httpUrl);
 

@@ -48,6 +48,7 @@ export class Server {
     this.port = 0;
     this.proc = null;
     this.args = []; // more flags for the next start, e.g. ['--max-text', '8000']
+    this.env = {}; // more environment for the next start, e.g. { RUST_LOG: 'info,wschat::ws=trace' }
     this.logPath = path.join(LOGS, `${label}.log`);
     fs.writeFileSync(this.logPath, '');
   }
@@ -56,6 +57,9 @@ export class Server {
   get wsUrl() { return `ws://127.0.0.1:${this.port}/ws`; }
 
   log(s) { fs.appendFileSync(this.logPath, s); }
+
+  // Everything in this server's log so far (its stdout and stderr, and the start/exit lines).
+  logText() { return fs.readFileSync(this.logPath, 'utf8'); }
 
   // Starts the binary on this.port (0 the first time) and waits for its "http://127.0.0.1:PORT/" line.
   async start({ tries = 1 } = {}) {
@@ -69,8 +73,9 @@ export class Server {
 
   async #startOnce() {
     const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--history-file', this.historyFile, ...this.args];
-    this.log(`\n=== start: ${BIN} ${args.join(' ')}\n`);
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
+    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env };
+    this.log(`\n=== start: ${Object.keys(this.env).map((k) => `${k}=${env[k]} `).join('')}${BIN} ${args.join(' ')}\n`);
+    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     children.add(proc);
     this.proc = proc;
     const exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
@@ -249,10 +254,11 @@ export class Scenario {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-e2e-'));
   }
 
-  // `args`: more server flags, e.g. ['--session-grace', '1'].
-  async server(label = this.label, args = []) {
+  // `args` and `env` are the server's flags and environment from its first start on.
+  async server(label = this.label, { args = [], env = {} } = {}) {
     const s = new Server(slug(label), path.join(this.tmp, `history-${this.servers.length}.jsonl`));
-    s.args = [...args];
+    s.args = args;
+    s.env = env;
     this.servers.push(s);
     await s.start();
     return s;

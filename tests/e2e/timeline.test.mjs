@@ -198,7 +198,7 @@ scenario('avatar colours: common names get well-separated colours with readable 
 
 scenario('a run of join/leave lines is folded into one line; a message starts a new run', async (scn) => {
   // A closed tab's user leaves when its session's grace ends: 1 s here.
-  const server = await scn.server('fold-presence', ['--session-grace', '1']);
+  const server = await scn.server('fold-presence', { args: ['--session-grace', '1'] });
   const alice = await (await scn.user('alice')).open(server.httpUrl);
   const bob = await (await scn.user('bob')).open(server.httpUrl);
   const carol = await (await scn.user('carol')).open(server.httpUrl);

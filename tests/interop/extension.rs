@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wschat::http::{HttpError, Request};
-use wschat::server::App;
+use wschat::server::{App, Peer};
 use wschat::ws::extension::{Extension, InUse, Negotiated, Sink};
 use wschat::ws::frame::RSV1;
 use wschat::ws::handshake::{ExtensionOffer, Upgrade};
@@ -56,7 +56,11 @@ impl App for FlipEcho {
         Err(HttpError::NotFound)
     }
 
-    fn check_upgrade(&self, upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError> {
+    fn check_upgrade(
+        &self,
+        upgrade: &Upgrade,
+        _peer: &Peer,
+    ) -> Result<Option<Negotiated>, HttpError> {
         Ok(upgrade
             .extensions
             .iter()
@@ -70,7 +74,7 @@ impl App for FlipEcho {
             }))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: SocketAddr) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer) {
         while let Ok(message) = reader.next_message() {
             if sender.send_message(&message).is_err() {
                 break;

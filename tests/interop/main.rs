@@ -15,7 +15,9 @@
 //! - liveness: pings to a silent peer, and a peer that answers them
 //!   ([`liveness`]);
 //! - the extension seam: an `App` that accepts a test extension, named in
-//!   the 101 and run by the decoder ([`extension`]).
+//!   the 101 and run by the decoder ([`extension`]);
+//! - permessage-deflate (RFC 7692) both ways against Python's `websockets`,
+//!   run as a child process by `/usr/bin/python3` ([`deflate`]).
 //!
 //! Every socket has a read and write timeout, every accept has a deadline,
 //! and every thread a test starts is joined, so a failing test fails instead
@@ -27,6 +29,7 @@ mod support;
 mod violations;
 
 mod closing;
+mod deflate;
 mod extension;
 mod handshake;
 mod liveness;
@@ -43,7 +46,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wschat::http::{HttpError, Request};
-use wschat::server::App;
+use wschat::server::{App, Peer};
 use wschat::ws::client;
 use wschat::ws::extension::Negotiated;
 use wschat::ws::handshake::Upgrade;
@@ -89,11 +92,15 @@ where
         Err(HttpError::NotFound)
     }
 
-    fn check_upgrade(&self, _upgrade: &Upgrade) -> Result<Option<Negotiated>, HttpError> {
+    fn check_upgrade(
+        &self,
+        _upgrade: &Upgrade,
+        _peer: &Peer,
+    ) -> Result<Option<Negotiated>, HttpError> {
         Ok(None)
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: SocketAddr) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer) {
         let closed = (self.f)(&mut reader, &sender);
         let _ = self.ended.send(closed);
     }

@@ -3,12 +3,16 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
-use wschat::ws::frame::{close_payload, encode_frame};
 use wschat::http::{HeadLimits, HeadScanner};
+use wschat::ws::deflate;
+use wschat::ws::extension::{Encoder, encode_message};
+use wschat::ws::frame::{close_payload, encode_frame};
 use wschat::ws::handshake;
+use wschat::ws::handshake::ExtensionOffer;
 use wschat::ws::mask::MaskSource;
 use wschat::ws::{Decoder, Event, Limits, Message, OpCode, Role};
 
@@ -48,6 +52,11 @@ pub struct Stats {
     pub churn_unfinished: u64,
     pub last_connected_ns: u64,
     pub last_delivery_ns: u64,
+    /// Connections whose server accepted permessage-deflate.
+    pub deflate_accepted: u64,
+    /// Bytes read from the servers while deliveries were counted: the
+    /// wire's cost of them, frame headers and compression included.
+    pub wire_in: u64,
     pub errors: Vec<String>,
 }
 
@@ -73,6 +82,8 @@ impl Stats {
             churn_unfinished: 0,
             last_connected_ns: 0,
             last_delivery_ns: 0,
+            deflate_accepted: 0,
+            wire_in: 0,
             errors: Vec::new(),
         }
     }
@@ -103,6 +114,8 @@ impl Stats {
         self.churn_unfinished += other.churn_unfinished;
         self.last_connected_ns = self.last_connected_ns.max(other.last_connected_ns);
         self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
+        self.deflate_accepted += other.deflate_accepted;
+        self.wire_in += other.wire_in;
         for e in &other.errors {
             self.error(e.clone());
         }
@@ -158,6 +171,8 @@ impl SeqTracker {
 /// What a worker passes to a connection's handlers.
 pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
+    /// What a message's text is made of.
+    pub text: Text,
     pub keys: &'a mut MaskSource,
     pub base: std::time::Instant,
     /// Sender ids are `0..senders`; markers with other ids are not counted.
@@ -225,6 +240,10 @@ pub struct Conn {
     scanner: HeadScanner,
     head: Vec<u8>,
     expected_accept: String,
+    /// The permessage-deflate offer made, if any (`--deflate`).
+    offered: Option<ExtensionOffer>,
+    /// permessage-deflate's sending half, once the server accepted it.
+    encoder: Option<Arc<dyn Encoder>>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     out_pos: usize,
@@ -252,9 +271,11 @@ impl Conn {
         path: &str,
         keys: &mut MaskSource,
         now_ns: u64,
+        deflate: bool,
     ) -> io::Result<Conn> {
         let stream = TcpStream::connect(addr)?;
-        let request = handshake::client_request(host, path, keys);
+        let offer = deflate.then(deflate::client_offer);
+        let request = handshake::client_request_offering(host, path, offer, keys);
         Ok(Conn {
             stream,
             state: State::Connecting,
@@ -263,6 +284,8 @@ impl Conn {
             scanner: HeadScanner::default(),
             head: Vec::new(),
             expected_accept: request.expected_accept,
+            offered: request.offered,
+            encoder: None,
             inbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -328,6 +351,9 @@ impl Conn {
                     }
                     Ok(n) => {
                         budget = budget.saturating_sub(n);
+                        if ctx.counting {
+                            ctx.stats.wire_in += n as u64;
+                        }
                         match self.on_bytes(&mut scratch[..n], ctx) {
                             Ok(Outcome::Nothing) => {}
                             Ok(o) => outcome = o,
@@ -375,8 +401,24 @@ impl Conn {
                 let Some(end) = end else {
                     return Ok(Outcome::Nothing);
                 };
-                handshake::check_response(&self.head[..end], &self.expected_accept)
+                let request = handshake::ClientRequest {
+                    bytes: Vec::new(),
+                    expected_accept: std::mem::take(&mut self.expected_accept),
+                    offered: self.offered.take(),
+                };
+                let accepted = request
+                    .check_response(&self.head[..end])
                     .map_err(|e| format!("handshake: {e}"))?;
+                if let Some(response) = accepted {
+                    // Messages of any size go compressed when that is smaller:
+                    // the bench's payloads are chosen to be worth it or not.
+                    let in_use = deflate::client_in_use(&response, 1)
+                        .map_err(|e| format!("handshake: permessage-deflate: {e:?}"))?;
+                    self.decoder =
+                        Decoder::with_extension(Role::Client, Limits::LARGE, Some(in_use.receive));
+                    self.encoder = in_use.send;
+                    ctx.stats.deflate_accepted += 1;
+                }
                 let mut rest = self.head.split_off(end);
                 self.head = Vec::new();
                 self.state = State::Open;
@@ -478,6 +520,19 @@ impl Conn {
         encode_frame(&mut self.out, true, opcode, payload, Some(keys.key()));
     }
 
+    /// Queue one masked data message, through permessage-deflate when the
+    /// server accepted it.
+    fn queue_message(&mut self, opcode: OpCode, payload: &[u8], keys: &mut MaskSource) {
+        self.compact();
+        encode_message(
+            self.encoder.as_deref(),
+            &mut self.out,
+            opcode,
+            payload,
+            Some(keys.key()),
+        );
+    }
+
     /// Send the next data message: `L<id>:<seq>:<now_ns>:` padded with 'x'
     /// to `size` bytes. Returns its sequence number.
     pub fn send_message(
@@ -492,11 +547,12 @@ impl Conn {
         let now = ctx.now_ns();
         payload.clear();
         write!(payload, "L{}:{}:{}:", me.id, seq, now)?;
-        if payload.len() < size {
-            payload.resize(size, b'x');
+        match ctx.text {
+            Text::Padding => payload.resize(payload.len().max(size), b'x'),
+            Text::Chat => chat_text(payload, size, seq ^ u64::from(me.id) << 40),
         }
         me.in_flight = Some((seq, now));
-        self.queue_frame(OpCode::Text, payload, ctx.keys);
+        self.queue_message(OpCode::Text, payload, ctx.keys);
         ctx.stats.sent += 1;
         self.flush()?;
         Ok(seq)
@@ -539,6 +595,112 @@ impl Conn {
         self.out_pos = 0;
         Ok(())
     }
+}
+
+/// What fills a message after its marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Text {
+    /// `x` repeated: compresses to almost nothing.
+    Padding,
+    /// Words of a chat in JSON-like lines (`{"user":"…","text":"…"}`),
+    /// different in every message: compresses about as real chat text does.
+    Chat,
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "a",
+    "build",
+    "is",
+    "green",
+    "again",
+    "after",
+    "merge",
+    "review",
+    "please",
+    "looks",
+    "good",
+    "to",
+    "me",
+    "ship",
+    "it",
+    "deploy",
+    "rollback",
+    "latency",
+    "p99",
+    "went",
+    "up",
+    "down",
+    "on",
+    "node",
+    "two",
+    "three",
+    "redis",
+    "nginx",
+    "cert",
+    "expired",
+    "yesterday",
+    "today",
+    "we",
+    "should",
+    "fix",
+    "that",
+    "before",
+    "release",
+    "thanks",
+    "lunch",
+    "coffee",
+    "meeting",
+    "moved",
+    "tomorrow",
+    "ok",
+    "sure",
+    "why",
+    "not",
+    "because",
+    "cache",
+    "miss",
+    "hit",
+    "ratio",
+    "graph",
+    "dashboard",
+    "alert",
+    "fired",
+    "silenced",
+    "ticket",
+    "closed",
+    "opened",
+    "bug",
+    "feature",
+];
+const USERS: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+];
+
+/// Append chat-like text to `out` until it is `size` bytes long, the words
+/// drawn from `seed` (xorshift): no two messages are alike.
+pub fn chat_text(out: &mut Vec<u8>, size: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while out.len() < size {
+        let user = USERS[(next() % USERS.len() as u64) as usize];
+        out.extend_from_slice(b"{\"user\":\"");
+        out.extend_from_slice(user.as_bytes());
+        out.extend_from_slice(b"\",\"text\":\"");
+        for i in 0..(4 + next() % 12) {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize].as_bytes());
+        }
+        out.extend_from_slice(b"\"}\n");
+    }
+    out.truncate(size);
 }
 
 /// Find `L<digits>:<digits>:<digits>:` anywhere in `payload`: wschat wraps
@@ -599,6 +761,30 @@ fn parse_marker(mut rest: &[u8]) -> Option<(u32, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_text_is_the_size_asked_different_per_seed_and_compressible() {
+        let (mut a, mut b) = (b"L1:2:3:".to_vec(), b"L1:2:3:".to_vec());
+        chat_text(&mut a, 16384, 7);
+        chat_text(&mut b, 16384, 8);
+        assert_eq!((a.len(), b.len()), (16384, 16384));
+        assert!(a.starts_with(b"L1:2:3:{\"user\":\""));
+        assert_ne!(a, b);
+        assert!(std::str::from_utf8(&a).is_ok());
+        let mut again = b"L1:2:3:".to_vec();
+        chat_text(&mut again, 16384, 7);
+        assert_eq!(a, again, "the same seed gives the same text");
+        // Like chat, not like padding: DEFLATE saves a lot, but far from all.
+        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(32 * 1024);
+        c.compress_vec(&a, &mut out, flate2::FlushCompress::Finish)
+            .unwrap();
+        assert!(
+            out.len() > a.len() / 12 && out.len() < a.len() / 2,
+            "{} bytes",
+            out.len()
+        );
+    }
 
     #[test]
     fn sequence_in_order_with_a_gap_is_next_every_time() {

@@ -42,7 +42,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Map, Value, json};
 
-use conn::Stats;
+use conn::{Stats, Text};
 use soak::Sampler;
 use sys::Proc;
 use worker::{AFTER, DRAIN, Plan, SEND, SETTLE, STOP, Shared};
@@ -66,9 +66,17 @@ struct Args {
     /// message in flight per sender.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Payload size in bytes (the marker `L<id>:<seq>:<ns>:` padded with 'x').
+    /// Payload size in bytes (the marker `L<id>:<seq>:<ns>:`, then `--text`).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// What follows the marker: `padding` ('x' repeated) or `chat` (JSON-like
+    /// chat lines, different in every message, as compressible as real chat).
+    #[arg(long, value_enum, default_value_t = Text::Padding)]
+    text: Text,
+    /// Offer permessage-deflate (RFC 7692) on every connection, and use it
+    /// when the server accepts.
+    #[arg(long)]
+    deflate: bool,
     /// Length of the send phase (churn: of the whole run), seconds.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -255,6 +263,8 @@ fn run(args: &Args) -> Result<bool, String> {
                 id_base: 0,
                 rate: args.rate,
                 size: args.size,
+                text: args.text,
+                deflate: args.deflate,
                 concurrency: per_worker,
                 stall_timeout: secs(args.stall_timeout),
                 handshake_timeout: secs(args.handshake_timeout),
@@ -283,6 +293,8 @@ fn run(args: &Args) -> Result<bool, String> {
             id_base: senders,
             rate: 0.0,
             size: args.size,
+            text: args.text,
+            deflate: args.deflate,
             concurrency: args.churners,
             stall_timeout: secs(args.stall_timeout),
             handshake_timeout: secs(args.handshake_timeout),
@@ -543,6 +555,14 @@ fn run(args: &Args) -> Result<bool, String> {
         json!(stats.delivered as f64 / active_s),
     );
     out.insert("sent_per_s".into(), json!(stats.sent as f64 / active_s));
+    out.insert("deflate_accepted".into(), json!(stats.deflate_accepted));
+    out.insert("wire_in_bytes".into(), json!(stats.wire_in));
+    if stats.delivered > 0 {
+        out.insert(
+            "wire_bytes_per_delivery".into(),
+            json!(stats.wire_in as f64 / stats.delivered as f64),
+        );
+    }
     // No latency at all when nothing arrived (not a latency of zero).
     let lat = &stats.latency;
     if !lat.is_empty() {
@@ -850,9 +870,11 @@ fn print_human(out: &Map<String, Value>) {
             n("closed_by_peer").unwrap_or(0.0)
         );
         println!(
-            "throughput: {:.0} deliveries/s ({:.0} messages/s sent)",
+            "throughput: {:.0} deliveries/s ({:.0} messages/s sent); wire {:.0} B/delivery; permessage-deflate accepted on {} connections",
             n("deliveries_per_s").unwrap_or(0.0),
-            n("sent_per_s").unwrap_or(0.0)
+            n("sent_per_s").unwrap_or(0.0),
+            n("wire_bytes_per_delivery").unwrap_or(0.0),
+            n("deflate_accepted").unwrap_or(0.0)
         );
         println!(
             "latency: p50 {}, p90 {}, p99 {}, p99.9 {}, max {}{}",

@@ -130,6 +130,12 @@ const COLUMNS: &[Column] = &[
         ratio: true,
     },
     Column {
+        title: "wire B/msg",
+        key: "wire_bytes_per_delivery",
+        fmt: count,
+        ratio: true,
+    },
+    Column {
         title: "RSS/conn KiB",
         key: "server_rss_per_conn",
         fmt: kib,
@@ -314,6 +320,7 @@ const TRAFFIC: &[&str] = &[
     "server_cpu_us_per_delivery",
     "server_cpu_sys_frac",
     "server_cswitches_per_delivery",
+    "wire_bytes_per_delivery",
     "server_rss_per_conn",
     "settle_s",
     "loadavg",
@@ -390,6 +397,7 @@ pub fn print(path: &Path) -> ExitCode {
          lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
          sys: the part of that CPU time spent in the kernel; \
          cs/msg: server context switches (all threads) per delivery, about the wake-ups a delivery costs; \
+         wire B/msg: bytes a client read from the server per delivery (frames, headers, compression); \
          CPU µs/conn: the same per churn cycle (connect, one message, close); RSS/conn: server RSS growth while opening the connections, per connection; \
          settle: time after the last handshake until the server stopped sending (welcome, presence); \
          load: the machine's 1-minute load average when the run started (2 cores); \

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 use wschat::ws::mask::MaskSource;
 
-use crate::conn::{Conn, Ctx, Outcome, Ready, SenderState, State, Stats};
+use crate::conn::{Conn, Ctx, Outcome, Ready, SenderState, State, Stats, Text};
 
 pub const CONNECT: u8 = 0;
 /// All connected; wait for the server to go quiet (welcome/join frames).
@@ -102,6 +102,10 @@ pub struct Plan {
     /// Messages per second per sender; 0 = one in flight, as fast as possible.
     pub rate: f64,
     pub size: usize,
+    /// What a message's text is made of.
+    pub text: Text,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
     /// Handshakes in progress at once (per worker).
     pub concurrency: usize,
     pub stall_timeout: Duration,
@@ -292,6 +296,7 @@ impl Loop {
             &self.plan.path,
             &mut self.keys,
             now,
+            self.plan.deflate,
         ) {
             Ok(mut conn) => {
                 if let Err(e) = self.poll.registry().register(
@@ -332,6 +337,7 @@ impl Loop {
         (
             Ctx {
                 stats: &mut self.stats,
+                text: self.plan.text,
                 keys: &mut self.keys,
                 base: self.shared.base,
                 // Churn counts cycles, not deliveries.

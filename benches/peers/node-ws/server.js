@@ -1,6 +1,7 @@
 'use strict';
 // Peer broadcast server: every text/binary message received is sent, unchanged,
-// to every open client (the sender included). Usage: node server.js --port N [--host H]
+// to every open client (the sender included). Usage: node server.js --port N [--host H] [--deflate]
+// --deflate turns on permessage-deflate the way ws users do (perMessageDeflate: true).
 const { WebSocketServer, WebSocket } = require('ws');
 
 const args = process.argv.slice(2);
@@ -11,7 +12,8 @@ const opt = (name, dflt) => {
 const host = opt('--host', '127.0.0.1');
 const port = Number.parseInt(opt('--port', '0'), 10);
 
-const wss = new WebSocketServer({ host, port, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+const perMessageDeflate = args.includes('--deflate');
+const wss = new WebSocketServer({ host, port, perMessageDeflate, maxPayload: 16 * 1024 * 1024 });
 
 wss.on('connection', (ws) => {
   ws.on('error', () => {}); // a bad client just goes away; keep serving the rest

@@ -146,11 +146,16 @@ pub fn server_accept(offers: &[ExtensionOffer]) -> Option<(ExtensionOffer, Serve
         if server_window < SMALLEST_COMPRESSOR_WINDOW {
             return None;
         }
-        let mut response = ExtensionOffer::new(NAME)
-            .param(SERVER_NO_CONTEXT_TAKEOVER, None)
-            .param(CLIENT_NO_CONTEXT_TAKEOVER, None);
+        let mut response = ExtensionOffer {
+            name: NAME.to_owned(),
+            params: Vec::with_capacity(3),
+        }
+        .param(SERVER_NO_CONTEXT_TAKEOVER, None)
+        .param(CLIENT_NO_CONTEXT_TAKEOVER, None);
         if let Some(bits) = params.server_max_window_bits {
-            response = response.param(SERVER_MAX_WINDOW_BITS, Some(&bits.to_string()));
+            const DIGITS: [&str; 8] = ["8", "9", "10", "11", "12", "13", "14", "15"];
+            let bits = DIGITS[usize::from(bits - 8)];
+            response = response.param(SERVER_MAX_WINDOW_BITS, Some(bits));
         }
         Some((response, ServerAgreement { server_window }))
     })

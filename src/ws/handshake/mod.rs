@@ -137,13 +137,19 @@ pub fn check_upgrade(req: &Request) -> Result<Upgrade, HttpError> {
 /// negotiated `extension`, if any, with its response parameters, in
 /// `Sec-WebSocket-Extensions` (§4.2.2 step 5, item 6; §9.1), and no subprotocol:
 /// we implement none, so we accept none.
+///
+/// Written into one buffer of its final size: every block a reader thread
+/// frees stays in its allocator's thread cache for the connection's life.
 pub fn accept_response(upgrade: &Upgrade, extension: Option<&ExtensionOffer>) -> Vec<u8> {
-    let mut response = format!(
+    use std::fmt::Write as _;
+    let mut response = String::with_capacity(256);
+    let _ = write!(
+        response,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         upgrade.accept
     );
     if let Some(extension) = extension {
-        response.push_str(&format!("Sec-WebSocket-Extensions: {extension}\r\n"));
+        let _ = write!(response, "Sec-WebSocket-Extensions: {extension}\r\n");
     }
     response.push_str("\r\n");
     response.into_bytes()
