@@ -58,7 +58,8 @@ async function waitLog(server, re, timeout = WAIT) {
 
 scenario('two users chat through nginx over wss: under /chat/, and wschat sees each forwarded client', async (scn) => {
   const server = new Server('proxy', path.join(scn.tmp, 'history.jsonl'));
-  server.args = ['--trust-proxy', '127.0.0.1', '--max-per-ip', '3'];
+  // --session-grace 1: the raw sockets' users leave a second after they close.
+  server.args = ['--trust-proxy', '127.0.0.1', '--max-per-ip', '3', '--session-grace', '1'];
   scn.servers.push(server);
   await server.start();
   const nginx = new Nginx('proxy');
