@@ -85,7 +85,8 @@ impl Hub {
     pub fn run(mut self, events: Receiver<HubEvent>) {
         let mut busy = false;
         while let Ok(event) = events.recv() {
-            let end = Instant::now() + GATHER_WINDOW;
+            let started = Instant::now();
+            let end = started + GATHER_WINDOW;
             let mut stop = self.handle(event);
             let mut handled = 1;
             while !stop && handled < MAX_BATCH {
@@ -102,6 +103,7 @@ impl Hub {
                 handled += 1;
             }
             busy = handled > 1;
+            crate::metrics::get().batch(handled, started.elapsed());
             self.store_staged();
             self.room.deliver();
             if stop {
@@ -123,6 +125,7 @@ impl Hub {
                 command: Command::Say { text, nonce },
             } => {
                 if self.room.member(id).is_some() {
+                    crate::metrics::get().received();
                     self.staged.push(Staged {
                         from: id,
                         text,

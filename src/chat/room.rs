@@ -33,6 +33,7 @@ pub struct Room {
     /// `]`: rebuilt only after a leave or rename, extended on a join.
     presence: Option<String>,
     history: Box<dyn HistoryStore>,
+    metrics: &'static crate::metrics::RoomCounters,
 }
 
 impl Room {
@@ -43,6 +44,7 @@ impl Room {
             joined_at: HashMap::new(),
             presence: None,
             history,
+            metrics: crate::metrics::room("lobby"),
         }
     }
 
@@ -85,6 +87,7 @@ impl Room {
         users.pop();
         self.presence = Some(users);
         if sender.try_send_text(&welcome).is_err() {
+            crate::metrics::get().slow_closed();
             sender.close(CloseCode::POLICY, "too slow", false);
             self.presence = None;
             return false;
@@ -93,12 +96,14 @@ impl Room {
             .text(&ServerMessage::Join { user: &user }.to_json());
         self.joined_at.insert(id, self.outbox.mark());
         self.members.insert(id, Member { user, sender });
+        self.metrics.joined();
         true
     }
 
     /// `id` is gone: everyone else is told with the batch.
     pub fn leave(&mut self, id: u64) -> Option<Member> {
         let member = self.members.remove(&id)?;
+        self.metrics.left(1);
         self.presence = None;
         self.joined_at.remove(&id);
         self.outbox
@@ -127,7 +132,11 @@ impl Room {
     /// Store messages in the history, then add what was stored to the
     /// batch. If the history cannot be written, nothing is broadcast.
     pub fn store(&mut self, messages: Vec<NewMessage>) -> io::Result<()> {
-        for json in self.history.append(messages)? {
+        let stored = self.history.append(messages);
+        crate::metrics::get().history_write(stored.is_ok());
+        let stored = stored?;
+        self.metrics.messages(stored.len());
+        for json in stored {
             self.outbox.text(&json);
         }
         Ok(())
@@ -141,13 +150,13 @@ impl Room {
             let batch = self.outbox.seal();
             let joined_at = std::mem::take(&mut self.joined_at);
             let mut gone = Vec::new();
+            let mut delivered = 0;
             for (&id, member) in &self.members {
-                match member
-                    .sender
-                    .try_send_batch(&batch, joined_at.get(&id).copied())
-                {
-                    Ok(()) => {}
+                let from = joined_at.get(&id).copied();
+                match member.sender.try_send_batch(&batch, from) {
+                    Ok(()) => delivered += batch.messages_from(from),
                     Err(TrySend::Full) => {
+                        crate::metrics::get().slow_closed();
                         log::info!("client {id} ({}) is too slow; closing it", member.user.name);
                         member.sender.close(CloseCode::POLICY, "too slow", false);
                         gone.push(id);
@@ -155,6 +164,7 @@ impl Room {
                     Err(TrySend::Disconnected) => gone.push(id),
                 }
             }
+            crate::metrics::get().delivered(delivered);
             for id in gone {
                 self.leave(id);
             }
@@ -167,6 +177,7 @@ impl Room {
         for member in self.members.values() {
             member.sender.close(code, reason, true);
         }
+        self.metrics.left(self.members.len());
         self.members.clear();
         if let Err(e) = self.history.sync() {
             log::error!("{}: sync at shutdown failed: {e}", self.history.name());
