@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// X-Forwarded-Proto and -Host). An address (127.0.0.1, ::1) or a range (10.0.0.0/8). Repeatable.
     #[arg(long = "trust-proxy", value_name = "CIDR")]
     pub trust_proxy: Vec<crate::server::Cidr>,
+    /// Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9091; off by
+    /// default. Port 0 picks a free port (printed at start). Keep it off the public internet.
+    #[arg(long = "metrics-addr", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<ListenAddr>,
 }
 
 /// Where to listen, as given: `127.0.0.1:8080`, `localhost:0`, `[::1]:8080`.

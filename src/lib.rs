@@ -6,6 +6,7 @@
 //! - [`server`]: the accept loop, one thread per connection.
 //! - [`chat`]: the hub, the chat protocol, history.
 //! - [`http`]: request heads, refusals, static files and the health check.
+//! - [`metrics`]: the counters, and `--metrics-addr`'s Prometheus scrape.
 //! - [`echo`], [`autobahn`], [`cli`], [`run`].
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod chat;
 pub mod cli;
 pub mod echo;
 pub mod http;
+pub mod metrics;
 pub mod run;
 pub mod server;
 pub mod ws;

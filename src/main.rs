@@ -52,6 +52,9 @@ fn serve(args: &wschat::cli::ServeArgs) -> ExitCode {
         "wschat: chat server on {} (open it in a browser; Ctrl-C stops)",
         running.url
     );
+    if let Some(url) = running.metrics_url() {
+        println!("wschat: metrics on {url}");
+    }
     let _ = stop_rx.recv();
     log::info!("shutting down: closing every client with 1001");
     running.shutdown();

@@ -14,6 +14,7 @@ use crate::chat::protocol::TextLimits;
 use crate::chat::{Chat, ChatConfig, OriginPolicy};
 use crate::cli::{ListenAddr, ServeArgs};
 use crate::http::{HeadLimits, StaticFiles};
+use crate::metrics::server::MetricsServer;
 use crate::server::{ConnectionCount, Server, ServerConfig, Stopper};
 use crate::ws::{Config, Limits, Role};
 
@@ -29,6 +30,7 @@ pub struct Running {
     hub: Option<JoinHandle<()>>,
     connections: Arc<ConnectionCount>,
     close_timeout: Duration,
+    metrics: Option<MetricsServer>,
 }
 
 /// Where the page lives when `--www` is not given: `www/` beside the crate
@@ -197,6 +199,13 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
     let server = Server::new(listener, config, app);
     let stopper = server.stopper();
     let connections = server.connections();
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(
+            listen(addr)?,
+            Arc::clone(&connections),
+        )?),
+        None => None,
+    };
     let accept = std::thread::Builder::new()
         .name("accept".into())
         .spawn(move || server.run())?;
@@ -210,6 +219,7 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
         hub: Some(hub),
         connections,
         close_timeout,
+        metrics,
     })
 }
 
@@ -217,6 +227,9 @@ impl Running {
     /// Stop accepting, close every client with 1001, sync the history, and
     /// wait (bounded) for the closing handshakes to finish.
     pub fn shutdown(mut self) {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
+        }
         self.stopper.stop();
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
@@ -229,6 +242,11 @@ impl Running {
         while self.connections.open() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `http://ADDR/metrics`, when `--metrics-addr` is given.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics.as_ref().map(MetricsServer::url)
     }
 
     pub fn open_connections(&self) -> usize {

@@ -282,6 +282,7 @@ impl Chat {
                 true
             }
             Verdict::Refuse => {
+                crate::metrics::get().rate_limited(false);
                 log::debug!("{peer} #{id}: rate limited");
                 let mut error = ChatError::new(
                     ErrorCode::RateLimited,
@@ -294,6 +295,7 @@ impl Chat {
                 true
             }
             Verdict::Close => {
+                crate::metrics::get().rate_limited(true);
                 log::info!(
                     "{peer} #{id}: still flooding after rate_limited errors; closing with 1008"
                 );

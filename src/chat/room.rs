@@ -43,6 +43,7 @@ pub struct Room {
     recent: Recent,
     /// The last message id delivered to the connections.
     delivered: u64,
+    metrics: &'static crate::metrics::RoomCounters,
 }
 
 /// A connection was closed while being sent to: too slow, or gone.
@@ -51,6 +52,7 @@ pub struct Gone(pub u64);
 impl Room {
     pub fn new(name: RoomName, recent: Recent) -> Room {
         Room {
+            metrics: crate::metrics::room(name.as_str()),
             delivered: recent.last_id(),
             name,
             members: HashMap::new(),
@@ -120,6 +122,7 @@ impl Room {
             member.conns += 1;
         }
         if new_user {
+            self.metrics.joined();
             self.outbox.text(
                 &ServerMessage::Join {
                     room: &self.name,
@@ -169,6 +172,7 @@ impl Room {
     /// `user` is gone from the room: everyone is told with the batch.
     pub fn remove_user(&mut self, user: u64) {
         if let Some(member) = self.members.remove(&user) {
+            self.metrics.left(1);
             self.presence = None;
             self.outbox.text(
                 &ServerMessage::Leave {
@@ -210,6 +214,7 @@ impl Room {
     /// Messages were stored: keep them, and broadcast them with the batch.
     pub fn stored(&mut self, stored: &[(u64, Arc<str>)]) {
         self.recent.keep(stored);
+        self.metrics.messages(stored.len());
         for (_, json) in stored {
             self.outbox.text(json);
         }
@@ -226,10 +231,13 @@ impl Room {
         let batch = self.outbox.seal();
         let joined_at = std::mem::take(&mut self.joined_at);
         let mut gone = Vec::new();
+        let mut delivered = 0;
         for (&conn, sender) in &self.conns {
-            match sender.try_send_batch(&batch, joined_at.get(&conn).copied()) {
-                Ok(()) => {}
+            let from = joined_at.get(&conn).copied();
+            match sender.try_send_batch(&batch, from) {
+                Ok(()) => delivered += batch.messages_from(from),
                 Err(TrySend::Full) => {
+                    crate::metrics::get().slow_closed();
                     log::info!("client #{conn} is too slow; closing it");
                     sender.close(CloseCode::POLICY, "too slow", false);
                     gone.push(Gone(conn));
@@ -237,6 +245,7 @@ impl Room {
                 Err(TrySend::Disconnected) => gone.push(Gone(conn)),
             }
         }
+        crate::metrics::get().delivered(delivered);
         gone
     }
 

@@ -113,6 +113,7 @@ pub(super) fn answer_request(
         return None;
     }
     let _ = stream.set_read_timeout(None);
+    crate::metrics::get().upgraded();
     Some(Upgraded {
         stream,
         leftover,
@@ -129,6 +130,7 @@ fn refuse<T>(
     request: Option<&Request>,
     error: &HttpError,
 ) -> Option<T> {
+    crate::metrics::get().refused(error);
     match request {
         Some(request) => log::info!(
             "{peer}: refused {} {} (origin {}): {error}",

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use super::ServerConfig;
 use crate::http::HttpError;
 
+/// Why a connection over `--max-per-ip` is refused (and how the metrics
+/// tell it from one over `--max-connections`).
+pub const TOO_MANY_FROM_IP: &str = "too many connections from your address";
+
 /// Counts open connections, in total and per address, and releases a slot
 /// when its [`Slot`] is dropped, however the connection ends.
 #[derive(Debug, Default)]
@@ -71,9 +75,7 @@ impl Slot {
         drop(per_ip);
         self.ip = Some(ip);
         if config.max_per_ip > 0 && mine > config.max_per_ip {
-            return Err(HttpError::ServiceUnavailable(
-                "too many connections from your address",
-            ));
+            return Err(HttpError::ServiceUnavailable(TOO_MANY_FROM_IP));
         }
         Ok(())
     }

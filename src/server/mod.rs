@@ -35,7 +35,7 @@ use crate::ws::{Config, Reader, Sender};
 
 use answer::answer_request;
 use caps::RefusalLog;
-pub use caps::{ConnectionCount, Slot, cap_key};
+pub use caps::{ConnectionCount, Slot, TOO_MANY_FROM_IP, cap_key};
 pub use cidr::Cidr;
 pub use peer::Peer;
 use refuser::Refuser;
@@ -171,6 +171,7 @@ impl Server {
                     continue;
                 }
             };
+            crate::metrics::get().accepted();
             let peer = match stream.peer_addr() {
                 Ok(peer) => peer,
                 Err(_) => continue,
@@ -181,6 +182,7 @@ impl Server {
             let slot = match self.count.acquire(per_ip, &self.config) {
                 Ok(slot) => slot,
                 Err(refusal) => {
+                    crate::metrics::get().refused(&refusal);
                     refusals.log(peer, &refusal);
                     self.refuser.refuse(stream, refusal);
                     continue;

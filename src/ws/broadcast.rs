@@ -115,6 +115,12 @@ impl Encoded {
 }
 
 impl Batch {
+    /// How many messages a receiver is sent: all, or those after `from`.
+    pub fn messages_from(&self, from: Option<Mark>) -> usize {
+        let all = self.0.messages.len();
+        from.map_or(all, |Mark(m)| all.saturating_sub(m))
+    }
+
     /// What a receiver is sent: everything, or what follows `from`, encoded
     /// for its `encoder` (the plain frames without one); `None` when
     /// nothing follows `from`.

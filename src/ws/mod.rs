@@ -5,13 +5,15 @@
 //! buffers, testable and fuzzable without a network. [`conn`] (with its
 //! outgoing queue and closing handshake) and [`client`] are the thin
 //! blocking layer that moves those bytes over `std::net`; [`broadcast`]
-//! encodes a message once for many receivers, and [`trace`] logs every frame.
+//! encodes a message once for many receivers, [`counters`] counts bytes,
+//! closes and compression, and [`trace`] logs every frame.
 //! `docs/reading-guide.md` gives the order to read them in.
 
 pub mod broadcast;
 pub mod client;
 pub mod close;
 pub mod conn;
+pub mod counters;
 pub mod deflate;
 pub mod extension;
 pub mod frame;

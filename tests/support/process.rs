@@ -16,6 +16,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub pid: u32,
     log: Arc<Mutex<Vec<u8>>>,
+    /// The stdout lines after the address line.
+    stdout: Mutex<mpsc::Receiver<String>>,
 }
 
 /// Thread count and resident memory of the server at one moment.
@@ -89,6 +91,7 @@ impl Server {
                             addr,
                             pid,
                             log,
+                            stdout: Mutex::new(rx),
                         };
                         server.settle();
                         return Ok(server);
@@ -138,6 +141,21 @@ impl Server {
     /// Everything the server logged so far (stderr).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// The next line on stdout after the address line that contains
+    /// `needle`, waiting for it up to `timeout`.
+    pub fn stdout_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let lines = self.stdout.lock().unwrap();
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Wait (bounded) until the log contains `needle`.

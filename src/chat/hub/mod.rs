@@ -166,7 +166,8 @@ impl Hub {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let end = Instant::now() + GATHER_WINDOW;
+            let started = Instant::now();
+            let end = started + GATHER_WINDOW;
             let mut stop = self.handle(event);
             let mut handled = 1;
             while !stop && handled < MAX_BATCH {
@@ -183,6 +184,7 @@ impl Hub {
                 handled += 1;
             }
             busy = handled > 1;
+            crate::metrics::get().batch(handled, started.elapsed());
             self.store_staged();
             self.end_graces();
             self.deliver();
@@ -256,6 +258,7 @@ impl Hub {
             return;
         };
         if c.sender.try_send_text(json).is_err() {
+            crate::metrics::get().slow_closed();
             c.sender.close(CloseCode::POLICY, "too slow", false);
             self.gone.push(conn);
         }
@@ -280,6 +283,7 @@ impl Hub {
             self.reply_error(conn, &error);
             return;
         }
+        crate::metrics::get().received();
         self.staged.push(Staged {
             conn,
             room,
@@ -328,7 +332,9 @@ impl Hub {
             .iter()
             .flat_map(|(stored, _)| stored.iter().map(|(_, j)| j.clone()))
             .collect();
-        if let Err(e) = self.store.append(&json) {
+        let written = self.store.append(&json);
+        crate::metrics::get().history_write(written.is_ok());
+        if let Err(e) = written {
             log::error!(
                 "{}: cannot store {} message(s): {e}",
                 self.store.name(),

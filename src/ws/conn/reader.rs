@@ -15,6 +15,7 @@ use super::closing::{CloseKind, CloseRequest, CloseState, Closed, payload_code};
 use super::sender::{Sender, encode};
 use super::wire::Link;
 use crate::ws::close::{CloseCode, CloseFrame};
+use crate::ws::counters::WIRE;
 use crate::ws::frame::{OpCode, Role, close_payload};
 use crate::ws::message::{Decoder, Event, Message};
 
@@ -82,6 +83,7 @@ impl ReadLoop {
     /// is dropped, so that it ends and later sends fail with `Disconnected`.
     fn finish(&mut self, mut closed: Closed) -> Closed {
         closed.sent = self.link.handshake.state().sent().or(self.close_queued);
+        WIRE.closed(&closed);
         self.closed = Some(closed.clone());
         self.alive = None;
         closed
@@ -244,6 +246,7 @@ impl ReadLoop {
                     return Err(Closed::abnormal(why));
                 }
                 Ok(n) => {
+                    WIRE.read(n);
                     self.end += n;
                     if self.end == self.buf.len() && self.buf.len() < self.config.read_buffer {
                         let grown = (self.buf.len() * 2).min(self.config.read_buffer);

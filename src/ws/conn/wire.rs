@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::closing::{CloseKind, Handshake, PendingClose};
 use super::queue::QueueSender;
+use crate::ws::counters::WIRE;
 
 /// Encoded frame bytes on their way to the socket. A server encodes a
 /// broadcast once and hands the same `Arc` to every client's queue.
@@ -128,7 +129,10 @@ pub fn no_room(e: &io::Error) -> bool {
 #[cfg(target_os = "linux")]
 pub fn send_without_blocking(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     // MSG_NOSIGNAL: a peer that is gone is an error here, not a SIGPIPE.
-    socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    let sent = socket2::SockRef::from(stream)
+        .send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)?;
+    WIRE.wrote(sent);
+    Ok(sent)
 }
 
 /// Elsewhere every frame goes through the writer thread.
@@ -152,7 +156,10 @@ pub fn write_all_vectored(mut stream: &TcpStream, frames: &[Outgoing]) -> io::Re
         while !slices.is_empty() {
             match stream.write_vectored(slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Ok(n) => {
+                    WIRE.wrote(n);
+                    IoSlice::advance_slices(&mut slices, n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use flate2::{Compress, FlushCompress, Status};
 
 use super::pool::Pools;
+use crate::ws::counters::WIRE;
 use crate::ws::extension::Encoder;
 use crate::ws::frame::{OpCode, RSV1};
 
@@ -75,9 +76,13 @@ impl Encoder for Deflater {
         if payload.len() < self.threshold.max(1) {
             return None;
         }
+        let before = out.len();
         let smaller = self
             .pools
             .with_compressor(self.window, |c| deflate_into(c, payload, out));
+        if smaller {
+            WIRE.deflated(payload.len(), out.len() - before);
+        }
         smaller.then_some(RSV1)
     }
 

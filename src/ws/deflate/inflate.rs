@@ -18,12 +18,14 @@
 //! RFC 7692 §6 (RSV1), §7.2.2 (decompression).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use flate2::{FlushDecompress, Status};
 
 use super::compress::SYNC_TAIL;
 use super::pool::{Inflater, Pools};
 use crate::ws::close::{CloseCode, ProtocolError};
+use crate::ws::counters::WIRE;
 use crate::ws::extension::{Extension, MAX_OUTPUT_PIECE, Sink};
 use crate::ws::frame::{OpCode, RSV1};
 
@@ -102,6 +104,7 @@ impl Inflate {
                 usize::try_from(inflater.zlib.total_out() - out_before).unwrap_or(usize::MAX);
             input = &input[consumed.min(input.len())..];
             if produced > 0 {
+                WIRE.inflated_after.fetch_add(produced as u64, Relaxed);
                 sink(&inflater.out[..produced])?;
             }
             if status == Status::StreamEnd {
@@ -136,10 +139,12 @@ impl Extension for Inflate {
             });
         }
         self.ended = false;
+        WIRE.inflated.fetch_add(1, Relaxed);
         Ok(true)
     }
 
     fn decode(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), ProtocolError> {
+        WIRE.inflated_before.fetch_add(input.len() as u64, Relaxed);
         self.inflate(input, FlushDecompress::None, sink)
     }
 
