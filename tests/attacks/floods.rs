@@ -132,7 +132,8 @@ fn ping_flood_reading_pongs() {
 
 #[test]
 fn flood_is_rate_limited_then_closed() {
-    let server = Server::start(&[]); // --rate 20 --burst 40
+    // --rate 20 --burst 40; no session grace: the flooder leaves at once.
+    let server = Server::start(&["--session-grace", "0"]);
     let base = server.sample();
     let addr = server.addr;
     let mut bystander = ChatClient::join(addr, "bystander");

@@ -66,7 +66,8 @@ fn partial_header_during_hello_wait_is_still_pinged() {
 
 #[test]
 fn half_close_and_reset_peers_are_cleaned_up() {
-    let server = Server::start(&[]);
+    // No session grace: a user leaves with its last connection.
+    let server = Server::start(&["--session-grace", "0"]);
     let base = server.sample();
     let addr = server.addr;
     let mut watcher = ChatClient::join(addr, "watcher");

@@ -169,7 +169,17 @@ fn slowloris_500_connections() {
 
 #[test]
 fn slow_reader_is_closed_and_others_get_everything() {
-    let server = Server::start(&["--queue", "64", "--rate", "0", "--write-timeout", "60"]);
+    // No session grace: the slow client leaves the moment it is closed.
+    let server = Server::start(&[
+        "--queue",
+        "64",
+        "--rate",
+        "0",
+        "--write-timeout",
+        "60",
+        "--session-grace",
+        "0",
+    ]);
     let base = server.sample();
     let addr = server.addr;
     let mut slow = ChatClient::join(addr, "slow");

@@ -35,6 +35,15 @@ impl ChatClient {
                 Err(e) => panic!("no welcome: {e:?}"),
             }
         };
+        // Then one `joined` per room the welcome names.
+        let rooms = welcome["rooms"].as_array().map_or(0, Vec::len);
+        for _ in 0..rooms {
+            match ws.recv_json(deadline.saturating_duration_since(Instant::now())) {
+                Ok(v) if v["type"] == "joined" => {}
+                Ok(v) => panic!("expected a joined after the welcome, got {v}"),
+                Err(e) => panic!("no joined after the welcome: {e:?}"),
+            }
+        }
         ChatClient {
             id: welcome["you"]["id"].as_u64().expect("welcome.you.id"),
             name: welcome["you"]["name"].as_str().unwrap_or("").to_owned(),
