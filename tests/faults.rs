@@ -499,13 +499,8 @@ fn a_panicking_connection_does_not_take_the_server_down() {
     use tungstenite::Message;
 
     // No session grace: the panicked connection's user leaves at once.
-    let cli = wschat::cli::Cli::parse_from([
-        "wschat",
-        "--addr",
-        "127.0.0.1:0",
-        "--session-grace",
-        "0",
-    ]);
+    let cli =
+        wschat::cli::Cli::parse_from(["wschat", "--addr", "127.0.0.1:0", "--session-grace", "0"]);
     let args = cli.serve;
     let mut chat = wschat::run::chat_config(&args);
     chat.panic_on = Some("boom".into());
