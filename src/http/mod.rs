@@ -12,6 +12,7 @@ pub mod files;
 pub mod forwarded;
 pub mod head;
 pub mod request;
+pub mod token;
 
 pub use error::HttpError;
 pub use files::StaticFiles;

@@ -14,6 +14,7 @@
 
 use super::node::{Node, parse_node};
 use super::{Malformed, ascii};
+use crate::http::token::{Cursor, is_tchar};
 
 pub(super) const HEADER: &str = "Forwarded";
 
@@ -46,25 +47,22 @@ pub fn parse_forwarded<'a>(
 ) -> Result<Vec<Element>, Malformed> {
     let mut elements = Vec::new();
     for value in values {
-        let mut p = Cursor {
-            bytes: ascii(value, HEADER)?.as_bytes(),
-            pos: 0,
-        };
+        let mut p = Cursor::new(ascii(value, HEADER)?.as_bytes());
         loop {
             p.skip_whitespace();
             match p.peek() {
                 None => break,
                 Some(b',') => {
-                    p.pos += 1;
+                    p.bump();
                     continue;
                 }
                 Some(_) => {}
             }
-            elements.push(p.element()?);
+            elements.push(element(&mut p)?);
             p.skip_whitespace();
             match p.peek() {
                 None => break,
-                Some(b',') => p.pos += 1,
+                Some(b',') => p.bump(),
                 Some(_) => return Err(malformed("expected `,` or `;` after a value")),
             }
         }
@@ -75,101 +73,46 @@ pub fn parse_forwarded<'a>(
     Ok(elements)
 }
 
-/// RFC 7230's `tchar`: what a token is made of.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// A position in a header value being parsed.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-    }
-
-    /// One element: pairs separated by `;`, any of them empty. Stops
-    /// before a `,` or the end.
-    fn element(&mut self) -> Result<Element, Malformed> {
-        let mut element = Element::default();
-        let mut seen: Vec<String> = Vec::new();
-        loop {
-            self.skip_whitespace();
-            if self.peek().is_some_and(is_tchar) {
-                let name = self.token().to_ascii_lowercase();
-                if self.peek() != Some(b'=') {
-                    return Err(malformed("a parameter without `=` and a value"));
-                }
-                self.pos += 1;
-                let value = match self.peek() {
-                    Some(b'"') => self.quoted()?,
-                    _ => self.token(),
-                };
-                if value.is_empty() {
-                    return Err(malformed("a parameter with an empty value"));
-                }
-                if seen.contains(&name) {
-                    return Err(malformed("a parameter twice in one element"));
-                }
-                match name.as_str() {
-                    "for" => element.r#for = Some(parse_node(&value)?),
-                    "by" => {}
-                    "host" => element.host = Some(value),
-                    "proto" => element.proto = Some(value),
-                    _ => {} // an extension (§5.5)
-                }
-                seen.push(name);
-                self.skip_whitespace();
+/// One element: pairs separated by `;`, any of them empty. Stops
+/// before a `,` or the end.
+fn element(p: &mut Cursor<'_>) -> Result<Element, Malformed> {
+    let mut element = Element::default();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        p.skip_whitespace();
+        if p.peek().is_some_and(is_tchar) {
+            let name = p.token().to_ascii_lowercase();
+            if p.peek() != Some(b'=') {
+                return Err(malformed("a parameter without `=` and a value"));
             }
-            if self.peek() == Some(b';') {
-                self.pos += 1;
-            } else {
-                return Ok(element);
-            }
-        }
-    }
-
-    /// A token, possibly empty.
-    fn token(&mut self) -> String {
-        let start = self.pos;
-        while self.peek().is_some_and(is_tchar) {
-            self.pos += 1;
-        }
-        String::from_utf8_lossy(&self.bytes[start..self.pos]).into_owned()
-    }
-
-    /// A quoted-string (RFC 7230 §3.2.6), at its opening quote, unescaped.
-    fn quoted(&mut self) -> Result<String, Malformed> {
-        self.pos += 1;
-        let mut value = String::new();
-        loop {
-            let b = match self
-                .peek()
-                .ok_or(malformed("a quoted value without its closing quote"))?
-            {
-                b'"' => break,
-                b'\\' => {
-                    self.pos += 1;
-                    self.peek()
-                        .ok_or(malformed("a quoted value without its closing quote"))?
-                }
-                b => b,
+            p.bump();
+            let value = match p.peek() {
+                Some(b'"') => p
+                    .quoted()
+                    .ok_or(malformed("a quoted value without its closing quote"))?,
+                _ => p.token(),
             };
-            // The value is already known to be visible ASCII, space or tab.
-            value.push(char::from(b));
-            self.pos += 1;
+            if value.is_empty() {
+                return Err(malformed("a parameter with an empty value"));
+            }
+            if seen.contains(&name) {
+                return Err(malformed("a parameter twice in one element"));
+            }
+            match name.as_str() {
+                "for" => element.r#for = Some(parse_node(&value)?),
+                "by" => {}
+                "host" => element.host = Some(value),
+                "proto" => element.proto = Some(value),
+                _ => {} // an extension (§5.5)
+            }
+            seen.push(name);
+            p.skip_whitespace();
         }
-        self.pos += 1;
-        Ok(value)
+        if p.peek() == Some(b';') {
+            p.bump();
+        } else {
+            return Ok(element);
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::http::token::{Cursor, is_tchar};
+
 /// One element of a `Sec-WebSocket-Extensions` header (§9.1): an extension
 /// token and its parameters. In a request it is an offer; in a 101, the
 /// extension the server accepted, with the parameters it accepted it with.
@@ -76,23 +78,20 @@ pub struct BadExtensions;
 /// skipped (the `#` rule, RFC 7230 §7), but a value must name at least one
 /// extension. On an error `out` may hold part of the value's extensions.
 pub fn parse_extensions(value: &[u8], out: &mut Vec<ExtensionOffer>) -> Result<(), BadExtensions> {
-    let mut p = Cursor {
-        bytes: value,
-        pos: 0,
-    };
+    let mut p = Cursor::new(value);
     let mut named = false;
     loop {
         p.skip_whitespace();
         match p.peek() {
             None => break,
             Some(b',') => {
-                p.pos += 1;
+                p.bump();
                 continue;
             }
             Some(_) => {}
         }
         let mut offer = ExtensionOffer {
-            name: p.token()?,
+            name: token(&mut p)?,
             params: Vec::new(),
         };
         loop {
@@ -100,21 +99,21 @@ pub fn parse_extensions(value: &[u8], out: &mut Vec<ExtensionOffer>) -> Result<(
             match p.peek() {
                 None => break,
                 Some(b',') => {
-                    p.pos += 1;
+                    p.bump();
                     break;
                 }
                 Some(b';') => {
-                    p.pos += 1;
+                    p.bump();
                     p.skip_whitespace();
-                    let name = p.token()?;
+                    let name = token(&mut p)?;
                     p.skip_whitespace();
                     let value = if p.peek() == Some(b'=') {
-                        p.pos += 1;
+                        p.bump();
                         p.skip_whitespace();
                         Some(if p.peek() == Some(b'"') {
-                            p.quoted_token()?
+                            quoted_token(&mut p)?
                         } else {
-                            p.token()?
+                            token(&mut p)?
                         })
                     } else {
                         None
@@ -130,64 +129,21 @@ pub fn parse_extensions(value: &[u8], out: &mut Vec<ExtensionOffer>) -> Result<(
     if named { Ok(()) } else { Err(BadExtensions) }
 }
 
-/// RFC 7230's `tchar`: what a token is made of.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// A token, which must not be empty.
+fn token(p: &mut Cursor<'_>) -> Result<String, BadExtensions> {
+    let token = p.token();
+    if token.is_empty() {
+        return Err(BadExtensions);
+    }
+    Ok(token)
 }
 
-/// A position in a header value being parsed.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-    }
-
-    fn token(&mut self) -> Result<String, BadExtensions> {
-        let start = self.pos;
-        while self.peek().is_some_and(is_tchar) {
-            self.pos += 1;
-        }
-        match &self.bytes[start..self.pos] {
-            [] => Err(BadExtensions),
-            token => Ok(String::from_utf8_lossy(token).into_owned()),
-        }
-    }
-
-    /// A quoted-string (at its opening quote) whose unescaped value is a
-    /// token.
-    fn quoted_token(&mut self) -> Result<String, BadExtensions> {
-        self.pos += 1;
-        let mut value = String::new();
-        loop {
-            let b = match self.peek().ok_or(BadExtensions)? {
-                b'"' => break,
-                b'\\' => {
-                    self.pos += 1;
-                    self.peek().ok_or(BadExtensions)?
-                }
-                b => b,
-            };
-            if !is_tchar(b) {
-                return Err(BadExtensions);
-            }
-            value.push(char::from(b));
-            self.pos += 1;
-        }
-        self.pos += 1;
-        if value.is_empty() {
-            return Err(BadExtensions);
-        }
-        Ok(value)
+/// A quoted-string (at its opening quote) whose unescaped value is a
+/// token (§9.1).
+fn quoted_token(p: &mut Cursor<'_>) -> Result<String, BadExtensions> {
+    match p.quoted() {
+        Some(value) if !value.is_empty() && value.bytes().all(is_tchar) => Ok(value),
+        _ => Err(BadExtensions),
     }
 }
 
