@@ -58,7 +58,7 @@ impl App for Echo {
             .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer, _path: String) {
         loop {
             match reader.next_message() {
                 Ok(message) => {

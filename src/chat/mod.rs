@@ -32,14 +32,6 @@ use names::RoomName;
 use protocol::{ChatError, Command, ErrorCode, TextLimits};
 use ratelimit::{TokenBucket, Verdict};
 
-std::thread_local! {
-    /// The upgrade URL of the connection this thread is answering: the
-    /// server calls [`App::check_upgrade`] and then [`App::websocket`] for
-    /// one connection on its own thread, and the home room (`?room=`) is in
-    /// the URL that only the first of them sees.
-    static UPGRADE_PATH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
 /// Which pages may open a WebSocket to us (§10.2: the server decides by
 /// `Origin`, which browsers always send). Without a check, any site a user
 /// visits could chat in their name (cross-site WebSocket hijacking).
@@ -152,7 +144,6 @@ impl App for Chat {
         upgrade: &Upgrade,
         peer: &Peer,
     ) -> Result<Option<crate::ws::extension::Negotiated>, HttpError> {
-        UPGRADE_PATH.with_borrow_mut(|p| p.clone_from(&upgrade.path));
         let path = upgrade.path.split('?').next().unwrap_or("");
         if path != "/" && path != "/ws" {
             return Err(HttpError::NotFound);
@@ -179,11 +170,11 @@ impl App for Chat {
             .and_then(|deflate| deflate.negotiate(&upgrade.extensions)))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, peer: Peer, path: String) {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let limits = &self.config.text;
-        let (home, bad_home) = match names::room_in_query(&UPGRADE_PATH.take()) {
+        let (home, bad_home) = match names::room_in_query(&path) {
             Ok(room) => (room.unwrap_or_else(RoomName::lobby), None),
             Err(e) => (RoomName::lobby(), Some(e)),
         };

@@ -22,6 +22,8 @@ pub(super) struct Upgraded {
     pub extension: Option<InUse>,
     /// Who it is, as the request head said.
     pub peer: Peer,
+    /// The request target of the upgrade: the path and its query.
+    pub path: String,
 }
 
 /// Read the request from `socket` and answer it: a plain HTTP response or
@@ -119,6 +121,7 @@ pub(super) fn answer_request(
         leftover,
         extension,
         peer,
+        path: upgrade.path,
     })
 }
 

@@ -74,8 +74,10 @@ pub trait App: Send + Sync + 'static {
         peer: &Peer,
     ) -> Result<Option<Negotiated>, HttpError>;
 
-    /// Run an accepted WebSocket on its own thread, until it ends.
-    fn websocket(&self, reader: Reader, sender: Sender, peer: Peer);
+    /// Run an accepted WebSocket on its own thread, until it ends. `path`
+    /// is its upgrade's request target (path and query, §4.1: the resource
+    /// asked for), as [`App::check_upgrade`] saw it.
+    fn websocket(&self, reader: Reader, sender: Sender, peer: Peer, path: String);
 }
 
 /// Limits applied before a connection is handed to the [`App`].
@@ -237,7 +239,7 @@ fn handle(
         config.ws.clone(),
         upgraded.extension,
     ) {
-        Ok((reader, sender)) => app.websocket(reader, sender, peer),
+        Ok((reader, sender)) => app.websocket(reader, sender, peer, upgraded.path),
         Err(e) => log::warn!("{peer}: cannot start connection: {e}"),
     }
     drop(slot);

@@ -74,7 +74,7 @@ impl App for FlipEcho {
             }))
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer, _path: String) {
         while let Ok(message) = reader.next_message() {
             if sender.send_message(&message).is_err() {
                 break;

@@ -100,7 +100,7 @@ where
         Ok(None)
     }
 
-    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer) {
+    fn websocket(&self, mut reader: Reader, sender: Sender, _peer: Peer, _path: String) {
         let closed = (self.f)(&mut reader, &sender);
         let _ = self.ended.send(closed);
     }
