@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// Append every message to this file (JSON lines) and reload it at start.
     #[arg(long)]
     pub history_file: Option<PathBuf>,
+    /// Share rooms and history with other nodes through this Redis server
+    /// (redis://HOST:PORT[/DB]); it then holds the history, not --history-file.
+    #[arg(long, value_name = "URL", conflicts_with = "history_file")]
+    pub redis: Option<String>,
     /// Sync the history file to the device before a message is broadcast.
     #[arg(long)]
     pub fsync: bool,

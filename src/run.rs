@@ -189,13 +189,23 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
     let files = StaticFiles::new(&www);
     let www = files.root().map(PathBuf::from);
     let (events, receiver) = crossbeam_channel::bounded(16 * 1024);
-    let hub = Hub::new(store, reloaded, hub_config(args, chat.text))?;
+    let mut hub = Hub::new(store, reloaded, hub_config(args, chat.text))?;
+    let mut health = None;
+    if let Some(url) = &args.redis {
+        let bus = crate::chat::bus::Bus::start(url, args.history, events.clone())?;
+        health = Some(bus.health());
+        hub = hub.with_bus(bus);
+    }
     let hub = std::thread::Builder::new()
         .name("hub".into())
         .spawn(move || hub.run(receiver))?;
     let config = server_config(args);
     let close_timeout = config.ws.close_timeout;
-    let app = Arc::new(Chat::new(chat, files, events.clone()));
+    let mut app = Chat::new(chat, files, events.clone());
+    if let Some(health) = health {
+        app = app.with_health(health);
+    }
+    let app = Arc::new(app);
     let server = Server::new(listener, config, app);
     let stopper = server.stopper();
     let connections = server.connections();

@@ -48,6 +48,9 @@ pub struct Recent {
     kept: VecDeque<(u64, Arc<str>)>,
     max: usize,
     next_id: u64,
+    /// In a cluster, the first id of the room's counter in Redis (see
+    /// [`bus::wire`](super::bus::wire)); 0 on a single node.
+    epoch: u64,
 }
 
 impl Recent {
@@ -57,7 +60,21 @@ impl Recent {
             kept: VecDeque::new(),
             max,
             next_id: first_id.max(1),
+            epoch: 0,
         }
+    }
+
+    /// Start over in a new epoch: nothing kept, ids from `epoch` on.
+    pub fn reset(&mut self, epoch: u64) {
+        self.kept.clear();
+        self.epoch = epoch;
+        self.next_id = epoch.max(1);
+    }
+
+    /// Whether a client that saw up to `resume` missed a reset: its point
+    /// is from an earlier epoch.
+    pub fn before_epoch(&self, resume: Option<u64>) -> bool {
+        resume.is_some_and(|r| r > 0 && r < self.epoch)
     }
 
     /// Give each message of `room` the next id and serialize it; nothing

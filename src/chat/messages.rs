@@ -54,6 +54,11 @@ pub enum ServerMessage<'a> {
     Left {
         room: &'a RoomName,
     },
+    /// The room's history started over (Redis lost it): ids go on from a
+    /// new, higher start, and nothing said before is coming.
+    Reset {
+        room: &'a RoomName,
+    },
     Rename {
         room: &'a RoomName,
         user: &'a User,
@@ -107,6 +112,9 @@ pub struct WelcomeLimits {
 pub struct RoomView<'a> {
     pub users_array: &'a str,
     pub history: Vec<&'a str>,
+    /// The room started over since the client's resume point (Redis lost
+    /// it): `history` is its recent history, not what follows that point.
+    pub reset: bool,
 }
 
 impl RoomView<'_> {
@@ -116,6 +124,9 @@ impl RoomView<'_> {
 
     /// `"users":[..],"history":[..]`
     fn push_fields(&self, out: &mut String) {
+        if self.reset {
+            out.push_str(r#""reset":true,"#);
+        }
         out.push_str(r#""users":"#);
         out.push_str(self.users_array);
         out.push_str(r#","history":["#);
@@ -199,6 +210,7 @@ mod tests {
         let view = RoomView {
             users_array: r#"[{"id":1,"name":"a"},{"id":2,"name":"bob \"b\""}]"#,
             history: vec![stored, stored],
+            reset: false,
         };
         let v: Value = serde_json::from_str(&joined_json(&rust, &view)).unwrap();
         assert_eq!(v["type"], "joined");

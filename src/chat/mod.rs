@@ -7,6 +7,7 @@
 //! the [`session`]s that own names, the [`rooms`] (each a [`room`] with its
 //! [`history`]), DMs and [`typing`] notices.
 
+pub mod bus;
 pub mod history;
 pub mod history_file;
 pub mod hub;
@@ -103,6 +104,8 @@ pub struct Chat {
     events: crossbeam_channel::Sender<HubEvent>,
     next_id: AtomicU64,
     deflate: Option<Deflate>,
+    /// In a cluster, whether Redis can be reached, for `/healthz`.
+    health: Option<std::sync::Arc<bus::health::Health>>,
 }
 
 impl Chat {
@@ -117,7 +120,14 @@ impl Chat {
             files,
             events,
             next_id: AtomicU64::new(1),
+            health: None,
         }
+    }
+
+    /// `/healthz` answers 503 while `health` says Redis is unreachable.
+    pub fn with_health(mut self, health: std::sync::Arc<bus::health::Health>) -> Chat {
+        self.health = Some(health);
+        self
     }
 }
 
@@ -136,6 +146,12 @@ impl Drop for LeaveGuard<'_> {
 
 impl App for Chat {
     fn http(&self, request: &Request) -> Result<Vec<u8>, HttpError> {
+        let path = request.path.split(['?', '#']).next().unwrap_or("");
+        if path == crate::http::HEALTH_PATH
+            && let Some(why) = self.health.as_ref().and_then(|h| h.unready())
+        {
+            return Ok(crate::http::unready(&why, request.method == "HEAD"));
+        }
         self.files.respond(request)
     }
 

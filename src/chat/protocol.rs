@@ -100,6 +100,8 @@ pub enum ErrorCode {
     TooManyRooms,
     NameTaken,
     UserOffline,
+    /// The message store (Redis, in a cluster) cannot be reached.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -117,6 +119,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::NameTaken => "name_taken",
             ErrorCode::UserOffline => "user_offline",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::bus::Delivery;
 use super::history::{NewMessage, Recent};
 use super::messages::{RoomView, ServerMessage, User, joined_json};
 use super::names::RoomName;
@@ -105,11 +106,13 @@ impl Room {
             users.push_str(&serde_json::to_string(user).unwrap_or_default());
         }
         users.push(']');
+        let reset = self.recent.before_epoch(resume);
         let joined = joined_json(
             &self.name,
             &RoomView {
                 users_array: &users,
-                history: self.recent.since(resume),
+                history: self.recent.since(if reset { None } else { resume }),
+                reset,
             },
         );
         users.pop();
@@ -137,16 +140,17 @@ impl Room {
 
     /// The `users` and `history` a joiner of this room sees, for a welcome
     /// in the old form.
-    pub fn view(&mut self, resume: Option<u64>) -> (String, Vec<String>) {
+    pub fn view(&mut self, resume: Option<u64>) -> (String, Vec<String>, bool) {
         let mut users = self.presence().clone();
         users.push(']');
+        let reset = self.recent.before_epoch(resume);
         let history = self
             .recent
-            .since(resume)
+            .since(if reset { None } else { resume })
             .into_iter()
             .map(str::to_owned)
             .collect();
-        (users, history)
+        (users, history, reset)
     }
 
     /// Connection `conn` of `user` leaves. The user leaves with its last
@@ -218,6 +222,26 @@ impl Room {
         for (_, json) in stored {
             self.outbox.text(json);
         }
+    }
+
+    /// Messages numbered and stored in Redis, heard back from the bus in id
+    /// order: keep them, and broadcast them with the batch. When the room
+    /// started over, its clients are told first.
+    pub fn mirrored(&mut self, epoch: u64, delivery: Delivery, messages: &[(u64, Arc<str>)]) {
+        match delivery {
+            Delivery::Next => {}
+            Delivery::Fresh => self.recent.reset(epoch),
+            Delivery::Reset => {
+                log::warn!(
+                    "{}: the room's history starts over (epoch {epoch})",
+                    self.name
+                );
+                self.recent.reset(epoch);
+                self.outbox
+                    .text(&ServerMessage::Reset { room: &self.name }.to_json());
+            }
+        }
+        self.stored(messages);
     }
 
     /// Hand the batch to every connection. Those whose queue is full are

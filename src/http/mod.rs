@@ -45,3 +45,16 @@ pub const HEALTH_PATH: &str = "/healthz";
 pub fn health(head_only: bool) -> Vec<u8> {
     response(200, "OK", "text/plain; charset=utf-8", b"ok\n", head_only)
 }
+
+/// The answer to [`HEALTH_PATH`] when the server cannot do its work (in a
+/// cluster: Redis is unreachable), so that a load balancer sends new
+/// clients elsewhere; the body says why.
+pub fn unready(why: &str, head_only: bool) -> Vec<u8> {
+    response(
+        503,
+        "Service Unavailable",
+        "text/plain; charset=utf-8",
+        format!("unready: {why}\n").as_bytes(),
+        head_only,
+    )
+}

@@ -24,6 +24,8 @@ pub mod chat;
 pub mod http;
 pub mod in_process;
 pub mod process;
+pub mod redis;
+pub mod room_client;
 pub mod wire;
 pub mod ws;
 

@@ -130,9 +130,10 @@ impl Hub {
             rooms_per_connection: cap,
         };
         let names: Vec<&RoomName> = joined.iter().map(|(room, _)| room).collect();
-        let view = home_view.as_ref().map(|(users, history)| RoomView {
+        let view = home_view.as_ref().map(|(users, history, reset)| RoomView {
             users_array: users,
             history: history.iter().map(String::as_str).collect(),
+            reset: *reset,
         });
         let welcome = welcome_json(
             &session.user,

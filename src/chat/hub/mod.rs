@@ -27,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::bus::writer::{Batch, RoomRun, Unnumbered};
+use super::bus::{Bus, BusEvent};
 use super::history::{HistoryStore, NewMessage};
 use super::history_file::Reloaded;
 use super::names::RoomName;
@@ -53,6 +55,8 @@ pub enum HubEvent {
     Command { id: u64, command: Command },
     /// The connection is over.
     Leave { id: u64 },
+    /// From the Redis bus (`--redis`).
+    Bus(BusEvent),
     /// Close every client with 1001 and stop.
     Shutdown,
 }
@@ -127,6 +131,9 @@ pub struct Hub {
     /// of everything at the end of the batch.
     gone: Vec<u64>,
     next_dm: u64,
+    /// In a cluster: where room messages go to be numbered and stored, and
+    /// from where they come back.
+    bus: Option<Bus>,
 }
 
 impl Hub {
@@ -146,7 +153,15 @@ impl Hub {
             typing: TypingThrottle::default(),
             gone: Vec::new(),
             next_dm: 1,
+            bus: None,
         })
+    }
+
+    /// Room messages go through Redis: numbered, stored and published
+    /// there, and broadcast here when the bus hands them back.
+    pub fn with_bus(mut self, bus: Bus) -> Hub {
+        self.bus = Some(bus);
+        self
     }
 
     /// Run until a [`HubEvent::Shutdown`] or until every event sender is gone.
@@ -230,6 +245,7 @@ impl Hub {
                 self.store_staged();
                 self.disconnect(id);
             }
+            HubEvent::Bus(event) => self.bus_event(event),
             HubEvent::Shutdown => return true,
         }
         false
@@ -324,6 +340,10 @@ impl Hub {
                 None => runs.push((s.room, vec![message])),
             }
         }
+        if self.bus.is_some() {
+            self.publish(runs, senders);
+            return;
+        }
         let numbered: Vec<_> = runs
             .into_iter()
             .filter_map(|(name, run)| Some((self.rooms.get(&name)?.number(run), name)))
@@ -356,6 +376,73 @@ impl Hub {
             }
             if let Some(room) = self.rooms.get_mut(&name) {
                 room.stored(&stored);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Hand the batch's messages to the bus's writer, each run split around
+    /// the id Redis will give it.
+    fn publish(
+        &mut self,
+        runs: Vec<(RoomName, Vec<NewMessage>)>,
+        senders: Vec<(u64, Option<String>)>,
+    ) {
+        let Some(bus) = &self.bus else { return };
+        let mut senders = senders.into_iter();
+        let mut batch = Batch::default();
+        for (room, run) in runs {
+            let messages = run
+                .into_iter()
+                .filter_map(|m| {
+                    let (conn, nonce) = senders.next()?;
+                    let (before, after) = super::bus::wire::unnumbered(&room, m)?;
+                    Some(Unnumbered {
+                        conn,
+                        nonce,
+                        before,
+                        after,
+                    })
+                })
+                .collect();
+            batch.runs.push(RoomRun { room, messages });
+        }
+        if let Err(batch) = bus.send(batch) {
+            let senders = batch
+                .runs
+                .into_iter()
+                .flat_map(|r| r.messages)
+                .map(|m| (m.conn, m.nonce))
+                .collect();
+            self.bus_event(BusEvent::Unavailable {
+                senders,
+                why: "the message store (redis) is not keeping up",
+            });
+        }
+    }
+
+    fn bus_event(&mut self, event: BusEvent) {
+        match event {
+            BusEvent::Room {
+                room,
+                epoch,
+                delivery,
+                messages,
+            } => {
+                if let Some((last, _)) = messages.last() {
+                    self.rooms.saw_id(*last);
+                }
+                match self.rooms.open(&room) {
+                    Ok(r) => r.mirrored(epoch, delivery, &messages),
+                    Err(e) => log::warn!("{room}: not kept in memory: {e}"),
+                }
+            }
+            BusEvent::Unavailable { senders, why } => {
+                for (conn, nonce) in senders {
+                    let error = ChatError::new(ErrorCode::Unavailable, why).with_nonce(nonce);
+                    self.reply_error(conn, &error);
+                }
             }
         }
     }

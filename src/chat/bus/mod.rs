@@ -1,0 +1,110 @@
+//! The Redis bus: how several nodes share rooms and history (`--redis`).
+//!
+//! The hub never talks to Redis. At the end of a batch it hands the room
+//! messages it was asked to send to the [`writer`] thread, which numbers,
+//! stores and publishes them in one pipelined round trip; the
+//! [`subscriber`] thread hears every node's messages — this node's too —
+//! and hands them back to the hub in each room's id order, which is then
+//! the order every client on every node sees. The rooms' recent history is
+//! mirrored in each node's hub from what the subscriber hands on, so a join
+//! or a resume is answered at once, on any node.
+//!
+//! When Redis cannot be reached, local clients stay connected, a `say` is
+//! answered `unavailable`, and `/healthz` says the node is not ready
+//! ([`health`]); when it is back, the subscriber catches up from the
+//! streams and the node carries on.
+
+pub mod health;
+pub mod link;
+pub mod sequence;
+pub mod subscriber;
+pub mod wire;
+pub mod writer;
+
+use std::sync::Arc;
+
+use crossbeam_channel::TrySendError;
+
+use crate::chat::hub::HubEvent;
+use crate::chat::names::RoomName;
+use health::Health;
+use writer::Batch;
+
+/// What the bus tells the hub.
+#[derive(Debug)]
+pub enum BusEvent {
+    /// A room's next messages, in id order.
+    Room {
+        room: RoomName,
+        epoch: u64,
+        delivery: Delivery,
+        messages: Vec<(u64, Arc<str>)>,
+    },
+    /// These senders' messages were not stored: `(connection, nonce)`.
+    Unavailable {
+        senders: Vec<(u64, Option<String>)>,
+        why: &'static str,
+    },
+}
+
+/// How a room's messages follow what the hub has of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Straight after the last ones.
+    Next,
+    /// The room's recent history, for a room the hub did not know.
+    Fresh,
+    /// The room starts over: Redis lost it (a new epoch), or this node
+    /// fell too far behind. Its clients are told.
+    Reset,
+}
+
+/// The hub's end of the bus.
+pub struct Bus {
+    batches: crossbeam_channel::Sender<Batch>,
+    health: Arc<Health>,
+}
+
+/// Hub batches waiting for the writer at most; past that the writer is
+/// stuck and further messages are refused as `unavailable`.
+const PENDING_BATCHES: usize = 1024;
+
+impl Bus {
+    /// Start the writer and the subscriber for Redis at `url`.
+    pub fn start(
+        url: &str,
+        history: usize,
+        hub: crossbeam_channel::Sender<HubEvent>,
+    ) -> std::io::Result<Bus> {
+        let client = redis::Client::open(url).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("--redis {}: {e}", health::redacted(url)),
+            )
+        })?;
+        let health = Arc::new(Health::new(health::redacted(url)));
+        let (batches, pending) = crossbeam_channel::bounded(PENDING_BATCHES);
+        let writer = writer::Writer::new(client.clone(), Arc::clone(&health), hub.clone(), history);
+        std::thread::Builder::new()
+            .name("redis-writer".into())
+            .spawn(move || writer.run(pending))?;
+        let subscriber = subscriber::Subscriber::new(client, Arc::clone(&health), hub, history);
+        std::thread::Builder::new()
+            .name("redis-subscriber".into())
+            .spawn(move || subscriber.run())?;
+        Ok(Bus { batches, health })
+    }
+
+    /// Hand a batch to the writer; it comes back when the writer cannot
+    /// take it.
+    pub fn send(&self, batch: Batch) -> Result<(), Batch> {
+        self.batches.try_send(batch).map_err(|e| match e {
+            TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
+        })
+    }
+
+    /// What `/healthz` reads.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+}

@@ -1,0 +1,293 @@
+//! Several nodes sharing rooms through a real Redis (`--redis`): the real
+//! `wschat` binary, two or three times, on free loopback ports, one
+//! `redis-server` (see `support::redis`), and independent `tungstenite`
+//! clients spread over the nodes.
+//!
+//! Every wait is bounded; Redis and every node are stopped by PID at the
+//! end of each test, whatever happens.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod support;
+use support::redis::Redis;
+use support::room_client::{Client, hello_rooms};
+use support::{Server, http};
+
+fn node(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec![
+        "--redis",
+        url.as_str(),
+        "--session-grace",
+        "0",
+        "--rate",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    wait_ready(&server, Duration::from_secs(10));
+    server
+}
+
+/// `/healthz`: its status and body.
+fn health(server: &Server) -> (u16, String) {
+    let r = http(server.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    (r.status, r.body)
+}
+
+fn wait_ready(server: &Server, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = health(server);
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node not ready: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn messages(seen: &[Value], room: &str) -> Vec<(u64, String)> {
+    seen.iter()
+        .filter(|v| v["type"] == "message" && v["room"] == room)
+        .map(|v| {
+            (
+                v["id"].as_u64().unwrap(),
+                v["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn ids_consecutive(ids: &[u64]) -> bool {
+    ids.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+/// Say `text` in the lobby until it is stored: a node may learn that Redis
+/// restarted only when its next write fails, and that one is answered
+/// `unavailable` (never reported as sent).
+fn say_stored(client: &mut Client, text: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for attempt in 0.. {
+        let nonce = format!("stored-{attempt}");
+        client.send(&json!({"type": "say", "text": text, "nonce": nonce}));
+        let answer = client.until(|v| {
+            (v["type"] == "message" || v["type"] == "error") && v["nonce"] == nonce.as_str()
+        });
+        let answer = answer.last().unwrap();
+        if answer["type"] == "message" {
+            return answer.clone();
+        }
+        assert_eq!(answer["code"], "unavailable", "{answer}");
+        assert!(Instant::now() < deadline, "never stored: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unreachable!()
+}
+
+#[test]
+fn messages_cross_nodes_in_every_room_with_ids_per_room() {
+    let redis = Redis::start("cross");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let rooms = json!({"lobby": null, "rust": null});
+    let mut alice = Client::hello(&n1, hello_rooms("alice", rooms.clone()));
+    let mut bob = Client::hello(&n2, hello_rooms("bob", rooms));
+    let a1 = alice.say("rust", "rust from n1");
+    let mut bob_saw = bob.say_all("lobby", "lobby from n2");
+    let b1 = bob_saw
+        .iter()
+        .find(|v| v["text"] == "lobby from n2")
+        .unwrap()
+        .clone();
+    let mut alice_saw = alice.say_all("rust", "again from n1");
+    let a2 = alice_saw.last().unwrap().clone();
+    assert_eq!(
+        a2["id"].as_u64().unwrap(),
+        a1["id"].as_u64().unwrap() + 1,
+        "ids per room"
+    );
+    bob_saw.extend(bob.until_text("rust", "again from n1"));
+    let rust = messages(&bob_saw, "rust");
+    assert_eq!(
+        rust.iter().map(|m| m.1.as_str()).collect::<Vec<_>>(),
+        ["rust from n1", "again from n1"]
+    );
+    if !alice_saw.iter().any(|v| v["text"] == "lobby from n2") {
+        alice_saw.extend(alice.until_text("lobby", "lobby from n2"));
+    }
+    let seen = alice_saw;
+    assert_eq!(messages(&seen, "lobby")[0].0, b1["id"].as_u64().unwrap());
+    // Nothing said in one room shows in another.
+    assert!(messages(&seen, "lobby").iter().all(|m| !m.1.contains("n1")));
+}
+
+#[test]
+fn every_node_delivers_the_same_order_under_concurrent_senders() {
+    let redis = Redis::start("order");
+    let nodes: Vec<Server> = (0..3).map(|_| node(&redis, &[])).collect();
+    const EACH: usize = 60;
+    let mut watchers: Vec<Client> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Client::named(n, &format!("watcher{i}")))
+        .collect();
+    let senders: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| (0..2).map(move |j| (i, j, n)))
+        .map(|(i, j, n)| {
+            let mut client = Client::named(n, &format!("sender{i}-{j}"));
+            std::thread::spawn(move || {
+                for k in 0..EACH {
+                    client.send(&json!({"type": "say", "text": format!("{i}-{j}-{k}"), "nonce": format!("{k}")}));
+                }
+                // Its own last message back means all of its are stored.
+                let last = format!("{i}-{j}-{}", EACH - 1);
+                client.until(|v| v["type"] == "message" && v["text"] == last.as_str());
+            })
+        })
+        .collect();
+    for s in senders {
+        if s.join().is_err() {
+            for (i, n) in nodes.iter().enumerate() {
+                eprintln!("--- node {i} log:\n{}", n.log());
+            }
+            panic!("a sender failed");
+        }
+    }
+    let total = 6 * EACH;
+    let sequences: Vec<Vec<(u64, String)>> = watchers
+        .iter_mut()
+        .map(|w| {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while got.len() < total {
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {total} arrived",
+                    got.len()
+                );
+                let v = w.next();
+                if v["type"] == "message" {
+                    got.push((
+                        v["id"].as_u64().unwrap(),
+                        v["text"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+            got
+        })
+        .collect();
+    let ids: Vec<u64> = sequences[0].iter().map(|m| m.0).collect();
+    assert!(
+        ids_consecutive(&ids),
+        "ids with a gap or out of order: {ids:?}"
+    );
+    for (i, s) in sequences.iter().enumerate().skip(1) {
+        assert_eq!(s, &sequences[0], "node {i} delivered another order");
+    }
+    // Each sender's own messages kept their order.
+    let mut next: HashMap<String, usize> = HashMap::new();
+    for (_, text) in &sequences[0] {
+        let (who, k) = text.rsplit_once('-').unwrap();
+        let expected = next.entry(who.to_owned()).or_default();
+        assert_eq!(k.parse::<usize>().unwrap(), *expected, "{text}");
+        *expected += 1;
+    }
+}
+
+#[test]
+fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
+    let redis = Redis::start("resume");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let mut alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    let seen = alice.say("lobby", "before");
+    let last = seen["id"].as_u64().unwrap();
+    alice.close();
+    for k in 0..5 {
+        bob.say("lobby", &format!("missed {k}"));
+    }
+    // Back on the other node, from the last id seen.
+    let mut alice = Client::hello(&n2, hello_rooms("alice", json!({"lobby": last})));
+    let joined = alice.joined("lobby").clone();
+    let history: Vec<String> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        history,
+        (0..5).map(|k| format!("missed {k}")).collect::<Vec<_>>()
+    );
+    assert_ne!(joined["reset"], true);
+    bob.say("lobby", "live");
+    let seen = alice.until_text("lobby", "live");
+    assert_eq!(messages(&seen, "lobby").len(), 1, "nothing twice: {seen:?}");
+}
+
+#[test]
+fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
+    let mut redis = Redis::start("away");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let mut alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    let first = alice.say("lobby", "stored")["id"].as_u64().unwrap();
+    bob.until_text("lobby", "stored");
+
+    redis.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let why = loop {
+        let (status, body) = health(&n1);
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz still {status} with redis gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        why.contains("redis") && why.contains("unreachable"),
+        "{why}"
+    );
+    alice.send(&json!({"type": "say", "text": "while down", "nonce": "d1"}));
+    let error = alice.next_of("error");
+    assert_eq!(error["code"], "unavailable", "{error}");
+    assert_eq!(error["nonce"], "d1");
+
+    // Back with its data: the same room goes on from the next id.
+    redis.restart(true);
+    wait_ready(&n1, Duration::from_secs(15));
+    wait_ready(&n2, Duration::from_secs(15));
+    let after = say_stored(&mut alice, "back")["id"].as_u64().unwrap();
+    assert_eq!(
+        after,
+        first + 1,
+        "nothing acknowledged was lost, nothing invented"
+    );
+    let seen = bob.until_text("lobby", "back");
+    assert!(messages(&seen, "lobby").iter().all(|m| m.1 != "while down"));
+
+    // Back without its data: a new epoch, above every old id; live clients
+    // are told, and a resume from an old id gets the recent history with
+    // `reset`.
+    redis.restart(false);
+    let fresh = say_stored(&mut alice, "new epoch")["id"].as_u64().unwrap();
+    assert!(fresh > after, "{fresh} after {after}");
+    let seen = bob.until_text("lobby", "new epoch");
+    assert!(
+        seen.iter()
+            .any(|v| v["type"] == "reset" && v["room"] == "lobby"),
+        "{seen:?}"
+    );
+    let carol = Client::hello(&n2, hello_rooms("carol", json!({"lobby": after})));
+    let joined = carol.joined("lobby");
+    assert_eq!(joined["reset"], true, "{joined}");
+    assert_eq!(joined["history"][0]["text"], "new epoch");
+}
