@@ -108,6 +108,12 @@ pub struct ServeArgs {
     /// (redis://HOST:PORT[/DB]); it then holds the history, not --history-file.
     #[arg(long, value_name = "URL", conflicts_with = "history_file")]
     pub redis: Option<String>,
+    /// This node's name in the cluster (with --redis) [default: the host name and 4 random hex digits].
+    #[arg(long, value_name = "NAME", requires = "redis", value_parser = node_name)]
+    pub node: Option<String>,
+    /// Seconds without a heartbeat after which another node is taken for dead and its users leave.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..))]
+    pub node_timeout: u64,
     /// Sync the history file to the device before a message is broadcast.
     #[arg(long)]
     pub fsync: bool,
@@ -256,6 +262,14 @@ impl fmt::Display for ListenAddr {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
+    }
+}
+
+fn node_name(name: &str) -> Result<String, String> {
+    if crate::chat::bus::wire::valid_node(name) {
+        Ok(name.to_owned())
+    } else {
+        Err("a node name has 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'".into())
     }
 }
 

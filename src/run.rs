@@ -192,9 +192,22 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
     let mut hub = Hub::new(store, reloaded, hub_config(args, chat.text))?;
     let mut health = None;
     if let Some(url) = &args.redis {
-        let bus = crate::chat::bus::Bus::start(url, args.history, events.clone())?;
+        let node = args
+            .node
+            .clone()
+            .unwrap_or_else(crate::chat::bus::default_node_name);
+        let timeout = Duration::from_secs(args.node_timeout);
+        let id = crate::chat::bus::writer::NodeId {
+            name: node.clone(),
+            timeout,
+        };
+        let bus = crate::chat::bus::Bus::start(url, args.history, id, events.clone())?;
+        log::info!(
+            "node {node} of the cluster at {}",
+            crate::chat::bus::health::redacted(url)
+        );
         health = Some(bus.health());
-        hub = hub.with_bus(bus);
+        hub = hub.with_bus(bus, node, timeout, crate::chat::bus::first_user_id())?;
     }
     let hub = std::thread::Builder::new()
         .name("hub".into())

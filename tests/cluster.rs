@@ -18,14 +18,10 @@ use support::{Server, http};
 
 fn node(redis: &Redis, extra: &[&str]) -> Server {
     let url = redis.url();
-    let mut args = vec![
-        "--redis",
-        url.as_str(),
-        "--session-grace",
-        "0",
-        "--rate",
-        "0",
-    ];
+    let mut args = vec!["--redis", url.as_str(), "--rate", "0"];
+    if !extra.contains(&"--session-grace") {
+        args.extend(["--session-grace", "0"]);
+    }
     args.extend_from_slice(extra);
     let server = Server::start(&args);
     wait_ready(&server, Duration::from_secs(10));
@@ -290,4 +286,160 @@ fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
     let joined = carol.joined("lobby");
     assert_eq!(joined["reset"], true, "{joined}");
     assert_eq!(joined["history"][0]["text"], "new epoch");
+}
+
+/// Wait until `client` has `name` in `room`'s presence: in its `joined`,
+/// or by a `join` heard since.
+fn until_present(client: &mut Client, room: &str, name: &str) {
+    let listed = client.joined.iter().any(|j| {
+        j["room"] == room
+            && j["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u["name"] == name)
+    });
+    if !listed {
+        client.until(|v| v["type"] == "join" && v["room"] == room && v["user"]["name"] == name);
+    }
+}
+
+#[test]
+fn presence_names_dms_typing_and_renames_span_the_nodes() {
+    let redis = Redis::start("presence");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let mut alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    until_present(&mut bob, "lobby", "alice");
+    until_present(&mut alice, "lobby", "bob");
+    assert_ne!(alice.id(), bob.id(), "user ids are the nodes' own");
+
+    // Names are unique across the nodes, compared case-insensitively.
+    let mut carol = Client::named(&n2, "ALICE");
+    let error = carol.next_of("error");
+    assert_eq!(error["code"], "name_taken", "{error}");
+    assert_ne!(carol.welcome["you"]["name"], "ALICE");
+
+    // A DM reaches the two, on their nodes, and nobody else.
+    alice.send(&json!({"type": "dm", "to": "Bob", "text": "psst", "nonce": "dm1"}));
+    let dm = bob.next_of("dm");
+    assert_eq!(
+        (dm["text"].as_str(), dm["from"]["name"].as_str()),
+        (Some("psst"), Some("alice"))
+    );
+    let echo = alice.next_of("dm");
+    assert_eq!(echo["nonce"], "dm1");
+    let seen = carol.say_all("lobby", "marker");
+    assert!(seen.iter().all(|v| v["type"] != "dm"), "{seen:?}");
+
+    // Typing, and a rename, are seen on the other node.
+    bob.send(&json!({"type": "typing", "room": "lobby"}));
+    let typing = alice.next_of("typing");
+    assert_eq!(typing["user"]["name"], "bob");
+    alice.send(&json!({"type": "rename", "name": "alicia"}));
+    let rename = bob.until(|v| v["type"] == "rename").pop().unwrap();
+    assert_eq!(
+        (rename["old"].as_str(), rename["user"]["name"].as_str()),
+        (Some("alice"), Some("alicia"))
+    );
+    // The old name is free again, on every node.
+    let dave = Client::named(&n2, "alice");
+    assert_eq!(dave.welcome["you"]["name"], "alice");
+
+    // A DM to a name nobody holds on any node.
+    bob.send(&json!({"type": "dm", "to": "nobody", "text": "?", "nonce": "dm2"}));
+    let error = bob.next_of("error");
+    assert_eq!(
+        (error["code"].as_str(), error["nonce"].as_str()),
+        (Some("user_offline"), Some("dm2"))
+    );
+}
+
+#[test]
+fn a_session_resumed_on_another_node_inside_the_grace_is_invisible_and_gets_what_it_missed() {
+    let redis = Redis::start("grace");
+    let grace = ["--session-grace", "30"];
+    let (n1, n2) = (node(&redis, &grace), node(&redis, &grace));
+    let mut alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    until_present(&mut bob, "lobby", "alice");
+    until_present(&mut alice, "lobby", "bob");
+    let (token, id) = (alice.token(), alice.id());
+    let last = alice.say("lobby", "before")["id"].as_u64().unwrap();
+    bob.until_text("lobby", "before");
+    alice.close();
+    // Let n1 see the close and put the session in its grace.
+    std::thread::sleep(Duration::from_millis(300));
+    bob.say("lobby", "missed");
+    bob.send(&json!({"type": "dm", "to": "alice", "text": "held for you", "nonce": "h1"}));
+    bob.next_of("dm");
+
+    let mut alice = Client::hello(
+        &n2,
+        json!({"type": "hello", "session": token, "rooms": {"lobby": last}}),
+    );
+    assert_eq!(alice.id(), id, "the same user");
+    assert_eq!(alice.welcome["you"]["name"], "alice");
+    let history = &alice.joined("lobby")["history"];
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["text"], "missed");
+    let held = alice.next_of("dm");
+    assert_eq!(held["text"], "held for you");
+    // Nobody saw alice leave or come back.
+    let seen = bob.say_all("lobby", "marker");
+    let about_alice: Vec<&Value> = seen
+        .iter()
+        .filter(|v| (v["type"] == "join" || v["type"] == "leave") && v["user"]["id"] == id)
+        .collect();
+    assert!(about_alice.is_empty(), "{about_alice:?}");
+    // And she is present once.
+    let carol = Client::named(&n1, "carol");
+    let users: Vec<&Value> = carol.joined("lobby")["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["id"] == id)
+        .collect();
+    assert_eq!(users.len(), 1, "{users:?}");
+}
+
+#[test]
+fn users_of_a_killed_node_leave_within_the_timeout_and_their_names_free() {
+    let redis = Redis::start("kill");
+    let timeout = ["--node-timeout", "3"];
+    let mut n1 = node(&redis, &timeout);
+    let n2 = node(&redis, &timeout);
+    let alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    until_present(&mut bob, "lobby", "alice");
+    let id = alice.id();
+    let killed = Instant::now();
+    n1.kill9();
+    bob.until(|v| v["type"] == "leave" && v["user"]["id"] == id);
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(8), "alice left after {took:?}");
+    let again = Client::named(&n2, "alice");
+    assert_eq!(again.welcome["you"]["name"], "alice");
+    drop(alice);
+}
+
+#[test]
+fn a_node_restarted_after_kill_9_clears_what_its_previous_life_left() {
+    let redis = Redis::start("restart");
+    let named = ["--node", "n1", "--node-timeout", "60"];
+    let mut n1 = node(&redis, &named);
+    let n2 = node(&redis, &["--node-timeout", "60"]);
+    let alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    until_present(&mut bob, "lobby", "alice");
+    let id = alice.id();
+    n1.kill9();
+    let restarted = Instant::now();
+    let n1 = node(&redis, &named);
+    // Well before the 60 s timeout: the new n1 says it holds nobody.
+    bob.until(|v| v["type"] == "leave" && v["user"]["id"] == id);
+    assert!(restarted.elapsed() < Duration::from_secs(10));
+    let mut carol = Client::named(&n1, "carol");
+    until_present(&mut carol, "lobby", "bob");
+    drop(alice);
 }

@@ -13,6 +13,7 @@ pub mod history_file;
 pub mod hub;
 pub mod messages;
 pub mod names;
+pub mod nodes;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bus::Delivery;
+use super::bus::note::Note;
 use super::history::{NewMessage, Recent};
 use super::messages::{RoomView, ServerMessage, User, joined_json};
 use super::names::RoomName;
@@ -23,10 +24,14 @@ use crate::ws::broadcast::{Broadcast, Mark};
 use crate::ws::conn::TrySend;
 use crate::ws::{CloseCode, Sender};
 
-/// A user in the room, and how many of its connections are.
+/// A user in the room: how many of its connections on this node are,
+/// whether this node has it here (with connections, or in its grace), and
+/// which other nodes have it here too.
 struct Member {
     user: User,
     conns: usize,
+    local: bool,
+    remote: Vec<String>,
 }
 
 pub struct Room {
@@ -45,6 +50,9 @@ pub struct Room {
     /// The last message id delivered to the connections.
     delivered: u64,
     metrics: &'static crate::metrics::RoomCounters,
+    /// In a cluster: what the other nodes must hear of this node's
+    /// presence here, collected for the hub.
+    notes: Option<Vec<Note>>,
 }
 
 /// A connection was closed while being sent to: too slow, or gone.
@@ -62,7 +70,31 @@ impl Room {
             joined_at: HashMap::new(),
             presence: None,
             recent,
+            notes: None,
         }
+    }
+
+    /// In a cluster: collect [`Note::Here`] and [`Note::Gone`] for the
+    /// hub to publish.
+    pub fn clustered(mut self) -> Room {
+        self.notes = Some(Vec::new());
+        self
+    }
+
+    /// The notes collected since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        self.notes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn note(&mut self, note: impl FnOnce(&RoomName) -> Note) {
+        if let Some(notes) = &mut self.notes {
+            notes.push(note(&self.name));
+        }
+    }
+
+    /// The users this node has here.
+    pub fn local_users(&self) -> impl Iterator<Item = &User> {
+        self.members.values().filter(|m| m.local).map(|m| &m.user)
     }
 
     pub fn name(&self) -> &RoomName {
@@ -120,9 +152,18 @@ impl Room {
         let member = self.members.entry(user.id).or_insert_with(|| Member {
             user: user.clone(),
             conns: 0,
+            local: false,
+            remote: Vec::new(),
         });
         if self.conns.insert(conn, sender.clone()).is_none() {
             member.conns += 1;
+        }
+        if !member.local {
+            member.local = true;
+            self.note(|room| Note::Here {
+                room: room.clone(),
+                user: user.clone(),
+            });
         }
         if new_user {
             self.metrics.joined();
@@ -155,7 +196,7 @@ impl Room {
 
     /// Connection `conn` of `user` leaves. The user leaves with its last
     /// connection unless `stay` (its session is in its grace). Returns
-    /// whether the user is still present.
+    /// whether this node still has the user here.
     pub fn leave_conn(&mut self, conn: u64, user: u64, stay: bool) -> bool {
         self.joined_at.remove(&conn);
         if self.conns.remove(&conn).is_some()
@@ -168,13 +209,69 @@ impl Room {
                 self.remove_user(user);
                 false
             }
-            Some(_) => true,
+            Some(member) => member.local,
             None => false,
         }
     }
 
-    /// `user` is gone from the room: everyone is told with the batch.
+    /// This node no longer has `user` here; unless another node does, it is
+    /// gone from the room and everyone is told with the batch.
     pub fn remove_user(&mut self, user: u64) {
+        let Some(member) = self.members.get_mut(&user) else {
+            return;
+        };
+        if member.local {
+            member.local = false;
+            self.note(|room| Note::Gone {
+                room: room.clone(),
+                user,
+            });
+        }
+        self.drop_if_absent(user);
+    }
+
+    /// Another node has `user` here.
+    pub fn remote_here(&mut self, node: &str, user: &User) {
+        let new_user = !self.members.contains_key(&user.id);
+        let member = self.members.entry(user.id).or_insert_with(|| Member {
+            user: user.clone(),
+            conns: 0,
+            local: false,
+            remote: Vec::new(),
+        });
+        if !member.remote.iter().any(|n| n == node) {
+            member.remote.push(node.to_owned());
+        }
+        if new_user {
+            self.metrics.joined();
+            self.presence = None;
+            self.outbox.text(
+                &ServerMessage::Join {
+                    room: &self.name,
+                    user,
+                }
+                .to_json(),
+            );
+        }
+    }
+
+    /// Node `node` no longer has `user` here.
+    pub fn remote_gone(&mut self, node: &str, user: u64) {
+        if let Some(member) = self.members.get_mut(&user) {
+            member.remote.retain(|n| n != node);
+            self.drop_if_absent(user);
+        }
+    }
+
+    /// A user that no node has here any more leaves the room.
+    fn drop_if_absent(&mut self, user: u64) {
+        if !self
+            .members
+            .get(&user)
+            .is_some_and(|m| !m.local && m.remote.is_empty())
+        {
+            return;
+        }
         if let Some(member) = self.members.remove(&user) {
             self.metrics.left(1);
             self.presence = None;
@@ -191,7 +288,16 @@ impl Room {
     /// `user` is now called as in `renamed`; everyone is told with the batch.
     pub fn rename(&mut self, renamed: &User, old: &str) {
         if let Some(member) = self.members.get_mut(&renamed.id) {
+            if member.user.name == renamed.name {
+                return;
+            }
             member.user.name.clone_from(&renamed.name);
+            if member.local {
+                self.note(|room| Note::Here {
+                    room: room.clone(),
+                    user: renamed.clone(),
+                });
+            }
             self.presence = None;
             self.outbox.text(
                 &ServerMessage::Rename {

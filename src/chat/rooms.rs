@@ -24,6 +24,10 @@ pub struct Rooms {
     history: usize,
     /// The highest id given out, in any room.
     high: u64,
+    /// In a cluster: rooms collect notes of this node's presence, and
+    /// those of rooms dropped from memory wait here.
+    clustered: bool,
+    notes: Vec<crate::chat::bus::note::Note>,
 }
 
 impl Rooms {
@@ -40,7 +44,22 @@ impl Rooms {
             max_rooms,
             history,
             high: reloaded.high,
+            clustered: false,
+            notes: Vec::new(),
         }
+    }
+
+    /// Rooms of a node in a cluster (see [`Room::clustered`]).
+    pub fn clustered(mut self) -> Rooms {
+        self.clustered = true;
+        self
+    }
+
+    /// Every room's notes, for the hub to publish.
+    pub fn take_notes(&mut self) -> Vec<crate::chat::bus::note::Note> {
+        let mut notes = std::mem::take(&mut self.notes);
+        notes.extend(self.rooms.values_mut().flat_map(Room::take_notes));
+        notes
     }
 
     pub fn get(&self, name: &RoomName) -> Option<&Room> {
@@ -63,7 +82,9 @@ impl Rooms {
                 match unused {
                     Some(unused) => {
                         log::info!("{unused}: dropped from memory for a new room");
-                        self.rooms.remove(&unused);
+                        if let Some(mut room) = self.rooms.remove(&unused) {
+                            self.notes.extend(room.take_notes());
+                        }
                     }
                     None => {
                         return Err(ChatError::new(
@@ -74,8 +95,11 @@ impl Rooms {
                 }
             }
             let recent = Recent::new(self.history, self.high + 1);
-            self.rooms
-                .insert(name.clone(), Room::new(name.clone(), recent));
+            let mut room = Room::new(name.clone(), recent);
+            if self.clustered {
+                room = room.clustered();
+            }
+            self.rooms.insert(name.clone(), room);
         }
         Ok(self.rooms.get_mut(name).expect("inserted above"))
     }
@@ -88,8 +112,10 @@ impl Rooms {
     /// Drop the room if nobody is in it and it has no history (what its
     /// batch still holds has nobody to go to).
     pub fn tidy(&mut self, name: &RoomName) {
-        if self.rooms.get(name).is_some_and(Room::is_idle) {
-            self.rooms.remove(name);
+        if self.rooms.get(name).is_some_and(Room::is_idle)
+            && let Some(mut room) = self.rooms.remove(name)
+        {
+            self.notes.extend(room.take_notes());
         }
     }
 
@@ -105,6 +131,10 @@ impl Rooms {
             .collect();
         list.sort_by(|a, b| b.users.cmp(&a.users).then_with(|| a.room.cmp(b.room)));
         list
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Room> {
+        self.rooms.values()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Room> {

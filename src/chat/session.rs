@@ -33,6 +33,18 @@ impl Token {
     }
 }
 
+impl Token {
+    /// What other nodes of a cluster know a session by: the SHA-1 of its
+    /// token, so the token itself never leaves this node.
+    pub fn hash(token: &str) -> String {
+        use sha1::Digest;
+        sha1::Sha1::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(..)")
@@ -114,7 +126,9 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(grace: Duration, tokens: TokenSource) -> Sessions {
+    /// Sessions whose user ids start at `first_id` (in a cluster each node
+    /// has ids of its own).
+    pub fn new(grace: Duration, tokens: TokenSource, first_id: u64) -> Sessions {
         Sessions {
             by_id: HashMap::new(),
             by_token: HashMap::new(),
@@ -122,7 +136,7 @@ impl Sessions {
             ending: VecDeque::new(),
             grace,
             tokens,
-            next_id: 1,
+            next_id: first_id.max(1),
         }
     }
 
@@ -187,6 +201,39 @@ impl Sessions {
             },
         };
         Ok(self.by_id.entry(id).or_insert(session))
+    }
+
+    /// A live session for `conn` that another node of the cluster held:
+    /// the same user, name and token.
+    pub fn adopt(&mut self, conn: u64, user: User, token: &str) -> &Session {
+        let id = user.id;
+        let token = Token(token.to_owned());
+        self.by_name.insert(name_key(&user.name), id);
+        self.by_token.insert(token.clone(), id);
+        let session = Session {
+            user,
+            token,
+            rooms: HashSet::new(),
+            life: Life::Live {
+                conns: HashSet::from([conn]),
+            },
+        };
+        self.by_id.insert(id, session);
+        &self.by_id[&id]
+    }
+
+    /// Session `id` is taken up elsewhere (another node): it ends here
+    /// without its end being announced.
+    pub fn remove(&mut self, id: u64) -> Option<Session> {
+        let session = self.by_id.remove(&id)?;
+        self.by_token.remove(&session.token);
+        self.by_name.remove(&name_key(&session.user.name));
+        Some(session)
+    }
+
+    /// Every session.
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.by_id.values()
     }
 
     /// `conn` comes with `token`: the session it names takes it, if the
@@ -290,7 +337,7 @@ mod tests {
     use super::*;
 
     fn sessions(grace: Duration) -> Sessions {
-        Sessions::new(grace, TokenSource::open().unwrap())
+        Sessions::new(grace, TokenSource::open().unwrap(), 1)
     }
 
     #[test]

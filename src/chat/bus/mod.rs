@@ -16,6 +16,7 @@
 
 pub mod health;
 pub mod link;
+pub mod note;
 pub mod sequence;
 pub mod subscriber;
 pub mod wire;
@@ -26,9 +27,11 @@ use std::sync::Arc;
 use crossbeam_channel::TrySendError;
 
 use crate::chat::hub::HubEvent;
+use crate::chat::messages::User;
 use crate::chat::names::RoomName;
 use health::Health;
-use writer::Batch;
+use note::{Note, SessionInfo};
+use writer::{Batch, NodeId};
 
 /// What the bus tells the hub.
 #[derive(Debug)]
@@ -45,6 +48,21 @@ pub enum BusEvent {
         senders: Vec<(u64, Option<String>)>,
         why: &'static str,
     },
+    /// A note from a node (this one's too, heard back).
+    Note { node: String, note: Note },
+    /// Every node's hash, read when the subscriber (re)connected: the nodes
+    /// as they are now (a node missing here is gone).
+    Nodes(Vec<NodeState>),
+    /// The writer (re)connected: the hub sends a [`Note::Resync`].
+    WriterUp,
+}
+
+/// A node's hash, as read back.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    pub node: String,
+    pub sessions: Vec<SessionInfo>,
+    pub presence: Vec<(RoomName, User)>,
 }
 
 /// How a room's messages follow what the hub has of it.
@@ -57,6 +75,45 @@ pub enum Delivery {
     /// The room starts over: Redis lost it (a new epoch), or this node
     /// fell too far behind. Its clients are told.
     Reset,
+}
+
+/// A name for this node when `--node` gives none: the host's name and
+/// four random hex digits, so that two processes on one host differ.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(48)
+        .collect();
+    let host = if host.is_empty() {
+        "wschat".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{:04x}", random_bits() & 0xffff)
+}
+
+/// The first user id of this node's sessions: 20 random bits above the
+/// low 32, so that the nodes of a cluster give out ids of their own (ids
+/// stay below 2^53, exact in JavaScript).
+pub fn first_user_id() -> u64 {
+    let tag = (random_bits() & 0xf_ffff).max(1);
+    (tag << 32) | 1
+}
+
+fn random_bits() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        return u64::from(nanos) ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// The hub's end of the bus.
@@ -74,6 +131,7 @@ impl Bus {
     pub fn start(
         url: &str,
         history: usize,
+        node: NodeId,
         hub: crossbeam_channel::Sender<HubEvent>,
     ) -> std::io::Result<Bus> {
         let client = redis::Client::open(url).map_err(|e| {
@@ -84,7 +142,13 @@ impl Bus {
         })?;
         let health = Arc::new(Health::new(health::redacted(url)));
         let (batches, pending) = crossbeam_channel::bounded(PENDING_BATCHES);
-        let writer = writer::Writer::new(client.clone(), Arc::clone(&health), hub.clone(), history);
+        let writer = writer::Writer::new(
+            client.clone(),
+            Arc::clone(&health),
+            hub.clone(),
+            history,
+            node,
+        );
         std::thread::Builder::new()
             .name("redis-writer".into())
             .spawn(move || writer.run(pending))?;

@@ -19,7 +19,7 @@ use super::health::{Health, Link, Role};
 use super::link::{self, Backoff};
 use super::sequence::{Plan, Sequencer};
 use super::wire::{self, CHANNEL, FIELD, Published, Run};
-use super::{BusEvent, Delivery};
+use super::{BusEvent, Delivery, NodeState};
 use crate::chat::hub::HubEvent;
 use crate::chat::names::RoomName;
 
@@ -98,6 +98,15 @@ impl Subscriber {
             match Published::parse(message.get_payload_bytes()) {
                 Ok(Published::Run(run)) => {
                     if self.heard(&mut reader, run)?.is_err() {
+                        return Ok(Stop);
+                    }
+                }
+                Ok(Published::Note { node, note }) => {
+                    if self
+                        .hub
+                        .send(HubEvent::Bus(BusEvent::Note { node, note }))
+                        .is_err()
+                    {
                         return Ok(Stop);
                     }
                 }
@@ -185,7 +194,11 @@ impl Subscriber {
                 return Ok(Err(Stop));
             }
         }
-        Ok(Ok(()))
+        let nodes = read_nodes(reader)?;
+        Ok(self
+            .hub
+            .send(HubEvent::Bus(BusEvent::Nodes(nodes)))
+            .map_err(|_| Stop))
     }
 
     fn hand_on(
@@ -209,6 +222,45 @@ impl Subscriber {
 
 /// The hub is gone: stop.
 struct Stop;
+
+/// Every node's hash: its sessions and presence.
+fn read_nodes(con: &mut Connection) -> RedisResult<Vec<NodeState>> {
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(wire::NODE_PATTERN)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(con)?
+        .collect::<RedisResult<_>>()?;
+    let mut nodes = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(node) = wire::node_of_key(&key) else {
+            continue;
+        };
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query(con)?;
+        let mut state = NodeState {
+            node: node.to_owned(),
+            ..NodeState::default()
+        };
+        for (field, value) in fields {
+            if field.starts_with("s:") {
+                if let Ok(session) = serde_json::from_str(&value) {
+                    state.sessions.push(session);
+                }
+            } else if let Some(rest) = field.strip_prefix("p:")
+                && let Some((room, _)) = rest.rsplit_once(':')
+                && let Ok(room) = RoomName::parse(room)
+                && let Ok(user) = serde_json::from_str(&value)
+            {
+                state.presence.push((room, user));
+            }
+        }
+        nodes.push(state);
+    }
+    Ok(nodes)
+}
 
 /// Messages `from..=to` of a room's stream.
 fn read_range(

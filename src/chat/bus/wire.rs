@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use super::note::Note;
 use crate::chat::history::NewMessage;
 use crate::chat::messages::{ChatMessage, ServerMessage};
 use crate::chat::names::RoomName;
@@ -40,6 +41,30 @@ pub fn room_of_key(key: &str) -> Option<RoomName> {
 /// The stream of a room's messages.
 pub fn history_key(room: &RoomName) -> String {
     format!("wschat:history:{room}")
+}
+
+/// The hash where a node keeps what its notes say (see
+/// [`note`](super::note)): `s:UID` a session, `p:ROOM:UID` a presence. It
+/// expires when the node stops refreshing it.
+pub fn node_key(node: &str) -> String {
+    format!("wschat:node:{node}")
+}
+
+/// What [`node_key`] looks like for every node, for `SCAN`.
+pub const NODE_PATTERN: &str = "wschat:node:*";
+
+/// The node a [`node_key`] names.
+pub fn node_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix("wschat:node:").filter(|n| valid_node(n))
+}
+
+/// A node name: 1 to 64 of `A-Z a-z 0-9 . _ -`, so that it is one word in a
+/// payload and safe in a key and a log line.
+pub fn valid_node(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The stream field that holds a message's JSON.
@@ -100,6 +125,11 @@ impl Run {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Published {
     Run(Run),
+    /// `n NODE JSON`: a [`Note`] from a node.
+    Note {
+        node: String,
+        note: Note,
+    },
 }
 
 /// Why a payload was not understood.
@@ -136,6 +166,20 @@ impl Published {
                     first,
                     messages,
                 }))
+            }
+            Some("n") => {
+                let node = words
+                    .next()
+                    .filter(|n| valid_node(n))
+                    .ok_or(BadPayload("no node"))?;
+                let json = head
+                    .get(2 + node.len() + 1..)
+                    .ok_or(BadPayload("no note"))?;
+                let note = serde_json::from_str(json).map_err(|_| BadPayload("a bad note"))?;
+                Ok(Published::Note {
+                    node: node.to_owned(),
+                    note,
+                })
             }
             _ => Err(BadPayload("unknown kind")),
         }
@@ -174,7 +218,9 @@ mod tests {
     #[test]
     fn a_run_reads_back() {
         let payload = "m rust 1700000000000000 1700000000000005\n{\"a\":1}\n{\"b\":2}";
-        let Published::Run(run) = Published::parse(payload.as_bytes()).unwrap();
+        let Ok(Published::Run(run)) = Published::parse(payload.as_bytes()) else {
+            panic!("not a run");
+        };
         assert_eq!(run.room.as_str(), "rust");
         assert_eq!(run.epoch, 1_700_000_000_000_000);
         assert_eq!(run.last(), 1_700_000_000_000_006);
@@ -191,6 +237,9 @@ mod tests {
             b"m rust 1 1",
             b"m rust 1 0\n{}",
             b"\xff",
+            b"n bad/node {\"op\":\"alive\"}",
+            b"n n1 {\"op\":\"nonsense\"}",
+            b"n n1",
         ] {
             assert!(Published::parse(bad).is_err(), "{bad:?}");
         }

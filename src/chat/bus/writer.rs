@@ -17,6 +17,7 @@ use redis::{Client, Connection, Value};
 use super::BusEvent;
 use super::health::{Health, Link, Role};
 use super::link::{self, Backoff};
+use super::note::Note;
 use super::wire::{self, CHANNEL, SAY_SCRIPT};
 use crate::chat::hub::HubEvent;
 use crate::chat::names::RoomName;
@@ -37,20 +38,30 @@ pub struct RoomRun {
     pub messages: Vec<Unnumbered>,
 }
 
-/// What the hub hands the writer at the end of a batch.
+/// What the hub hands the writer at the end of a batch: notes first, then
+/// the rooms' messages.
 #[derive(Debug, Default)]
 pub struct Batch {
+    pub notes: Vec<Note>,
     pub runs: Vec<RoomRun>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.runs.is_empty() && self.notes.is_empty()
     }
 }
 
-/// How often an idle writer checks its connection.
-const PROBE: Duration = Duration::from_secs(1);
+/// Who this node is on the bus.
+#[derive(Clone, Debug)]
+pub struct NodeId {
+    pub name: String,
+    /// How long its hash outlives its last heartbeat.
+    pub timeout: Duration,
+}
+
+/// How often the node says it is alive (which also checks the link).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Most hub batches sent as one pipeline.
 const MAX_GATHER: usize = 64;
@@ -61,8 +72,10 @@ pub struct Writer {
     hub: crossbeam_channel::Sender<HubEvent>,
     /// Stream entries kept per room.
     history: usize,
+    node: NodeId,
     con: Option<(Connection, String)>,
     backoff: Backoff,
+    last_beat: Instant,
 }
 
 impl Writer {
@@ -71,21 +84,25 @@ impl Writer {
         health: Arc<Health>,
         hub: crossbeam_channel::Sender<HubEvent>,
         history: usize,
+        node: NodeId,
     ) -> Writer {
         Writer {
             client,
             health,
             hub,
             history,
+            node,
             con: None,
             backoff: Backoff::default(),
+            last_beat: Instant::now(),
         }
     }
 
     /// Until the hub is gone.
     pub fn run(mut self, batches: Receiver<Batch>) {
         loop {
-            let mut gathered = match batches.recv_timeout(PROBE) {
+            let wait = HEARTBEAT.saturating_sub(self.last_beat.elapsed());
+            let mut gathered = match batches.recv_timeout(wait) {
                 Ok(batch) => vec![batch],
                 Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -96,29 +113,44 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let runs: Vec<RoomRun> = gathered.into_iter().flat_map(|b| b.runs).collect();
-            self.send(runs);
+            let mut batch = Batch::default();
+            for b in gathered {
+                batch.notes.extend(b.notes);
+                batch.runs.extend(b.runs);
+            }
+            if self.last_beat.elapsed() >= HEARTBEAT {
+                self.last_beat = Instant::now();
+                batch.notes.push(Note::Alive);
+            }
+            self.send(batch);
         }
     }
 
-    /// Send the runs (none: a probe of the link), and tell the senders of
-    /// what could not be stored.
-    fn send(&mut self, runs: Vec<RoomRun>) {
+    /// Send the notes and the runs, and tell the senders of what could not
+    /// be stored. Notes that cannot be sent are not kept: when the link is
+    /// back, the hub sends a [`Note::Resync`] of everything instead.
+    fn send(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
         if self.con.is_none() {
             self.connect();
         }
+        let runs = batch.runs;
         let Some((con, sha)) = self.con.as_mut() else {
             self.unavailable(runs, "the message store (redis) is unreachable");
             return;
         };
-        if runs.is_empty() {
-            if let Err(e) = redis::cmd("PING").query::<String>(con) {
-                self.lost(e.to_string());
-            }
-            return;
-        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
+        let key = wire::node_key(&self.node.name);
+        for note in &batch.notes {
+            keep(&mut pipe, &key, note, self.node.timeout);
+            pipe.cmd("PUBLISH")
+                .arg(CHANNEL)
+                .arg(note.payload(&self.node.name))
+                .ignore();
+        }
         let history = self.history.to_string();
         for run in &runs {
             let command = pipe
@@ -176,6 +208,7 @@ impl Writer {
                 self.con = Some(con);
                 self.backoff.succeeded();
                 self.health.set(Role::Writer, Link::Up);
+                let _ = self.hub.send(HubEvent::Bus(BusEvent::WriterUp));
             }
             Err(e) => {
                 self.backoff.failed(now);
@@ -214,4 +247,63 @@ impl Writer {
                 .send(HubEvent::Bus(BusEvent::Unavailable { senders, why }));
         }
     }
+}
+
+/// Keep what `note` says in the node's hash, before it is published.
+fn keep(pipe: &mut redis::Pipeline, key: &str, note: &Note, timeout: Duration) {
+    match note {
+        Note::Alive => {
+            pipe.cmd("PEXPIRE")
+                .arg(key)
+                .arg(timeout.as_millis() as u64)
+                .ignore();
+        }
+        Note::Resync { sessions, presence } => {
+            pipe.cmd("DEL").arg(key).ignore();
+            let mut fields: Vec<(String, String)> = sessions
+                .iter()
+                .map(|s| (format!("s:{}", s.user.id), json(s)))
+                .collect();
+            fields.extend(
+                presence
+                    .iter()
+                    .map(|(room, user)| (format!("p:{room}:{}", user.id), json(user))),
+            );
+            if !fields.is_empty() {
+                pipe.cmd("HSET").arg(key).arg(fields).ignore();
+            }
+            pipe.cmd("PEXPIRE")
+                .arg(key)
+                .arg(timeout.as_millis() as u64)
+                .ignore();
+        }
+        Note::Here { room, user } => {
+            pipe.cmd("HSET")
+                .arg(key)
+                .arg(format!("p:{room}:{}", user.id))
+                .arg(json(user))
+                .ignore();
+        }
+        Note::Gone { room, user } => {
+            pipe.cmd("HDEL")
+                .arg(key)
+                .arg(format!("p:{room}:{user}"))
+                .ignore();
+        }
+        Note::Session { session } => {
+            pipe.cmd("HSET")
+                .arg(key)
+                .arg(format!("s:{}", session.user.id))
+                .arg(json(session))
+                .ignore();
+        }
+        Note::Ended { user } | Note::Moved { user, .. } => {
+            pipe.cmd("HDEL").arg(key).arg(format!("s:{user}")).ignore();
+        }
+        Note::Renamed { .. } | Note::Dm { .. } | Note::Typing { .. } => {}
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::connect::name_taken;
 use super::{Hub, now_ms};
+use crate::chat::bus::note::Note;
 use crate::chat::messages::{ServerMessage, User};
 use crate::chat::names::{RoomName, name_key};
 use crate::chat::protocol::{ChatError, Command, ErrorCode, TypingIn};
@@ -67,7 +68,7 @@ impl Hub {
     /// Session `user` is now called `name`, if nobody else is; every room it
     /// is in is told.
     pub(super) fn rename_session(&mut self, user: u64, name: String) -> Result<(), ChatError> {
-        if !self.sessions.name_free(&name, Some(user)) {
+        if !self.name_free(&name, Some(user)) {
             return Err(name_taken(&name));
         }
         let Some(session) = self.sessions.get(user) else {
@@ -88,6 +89,11 @@ impl Hub {
                 r.rename(&session.user, &old);
             }
         }
+        if self.cluster.is_some() {
+            let renamed = session.user.clone();
+            self.note_session(user, true);
+            self.note(Note::Renamed { user: renamed, old });
+        }
         Ok(())
     }
 
@@ -101,23 +107,36 @@ impl Hub {
         nonce: Option<&str>,
     ) -> Result<(), ChatError> {
         let from = self.user_of(conn).ok_or_else(|| offline(to))?;
-        let recipient = self.sessions.by_name(to).ok_or_else(|| offline(to))?;
+        let recipient = match self.sessions.by_name(to) {
+            Some(local) => local.user.clone(),
+            None => self.remote_user(to).ok_or_else(|| offline(to))?,
+        };
         let id = self.next_dm;
         self.next_dm += 1;
         let json: Arc<str> = ServerMessage::Dm {
             id,
             ts: now_ms(),
             from: &from,
-            to: &recipient.user,
+            to: &recipient,
             text,
             nonce,
         }
         .to_json()
         .into();
-        let recipient_id = recipient.user.id;
-        let mut targets: Vec<u64> = recipient.conns().collect();
-        if matches!(recipient.life, Life::Grace { .. }) {
-            self.sessions.hold(recipient_id, &json);
+        let recipient_id = recipient.id;
+        if self.cluster.is_some() {
+            self.note(Note::Dm {
+                to: recipient_id,
+                from: from.id,
+                json: json.to_string(),
+            });
+        }
+        let mut targets: Vec<u64> = Vec::new();
+        if let Some(local) = self.sessions.get(recipient_id) {
+            targets.extend(local.conns());
+            if matches!(local.life, Life::Grace { .. }) {
+                self.sessions.hold(recipient_id, &json);
+            }
         }
         if recipient_id != from.id
             && let Some(sender) = self.sessions.get(from.id)
@@ -160,16 +179,25 @@ impl Hub {
                     if let Some(r) = self.rooms.get_mut(room) {
                         r.broadcast(&json);
                     }
+                    if self.cluster.is_some() {
+                        self.note(Note::Typing {
+                            room: Some(room.clone()),
+                            to: None,
+                            json,
+                        });
+                    }
                 }
                 Ok(())
             }
             TypingIn::Dm(name) => {
-                let Some(recipient) = self.sessions.by_name(&name) else {
-                    return Ok(());
+                let (to, targets): (User, Vec<u64>) = match self.sessions.by_name(&name) {
+                    Some(local) => (local.user.clone(), local.conns().collect()),
+                    None => match self.remote_user(&name) {
+                        Some(remote) => (remote, Vec::new()),
+                        None => return Ok(()),
+                    },
                 };
                 let place = TypingIn::Dm(name_key(&name));
-                let to = recipient.user.clone();
-                let targets: Vec<u64> = recipient.conns().collect();
                 if self.typing.allow(user.id, &place, Instant::now()) {
                     let json = ServerMessage::Typing {
                         room: None,
@@ -179,6 +207,13 @@ impl Hub {
                     .to_json();
                     for target in targets {
                         self.send_to(target, &json);
+                    }
+                    if self.cluster.is_some() {
+                        self.note(Note::Typing {
+                            room: None,
+                            to: Some(to.id),
+                            json,
+                        });
                     }
                 }
                 Ok(())

@@ -24,22 +24,24 @@ impl Hub {
         bad_home: Option<ChatError>,
     ) {
         let mut errors: Vec<ChatError> = bad_home.into_iter().collect();
-        let resumed = hello
-            .session
-            .as_deref()
-            .and_then(|token| self.sessions.resume(token, conn));
+        let resumed = hello.session.as_deref().and_then(|token| {
+            self.sessions
+                .resume(token, conn)
+                .or_else(|| self.adopt(token, conn))
+        });
         let was_resumed = resumed.is_some();
         let (user, from_grace) = match resumed {
             Some((user, Resumed::FromGrace { rooms, held })) => (user, Some((rooms, held))),
             Some((user, Resumed::Joined)) => (user, None),
             None => {
                 let name = match hello.name.clone() {
-                    Some(name) if !self.sessions.name_free(&name, None) => {
+                    Some(name) if !self.name_free(&name, None) => {
                         errors.push(name_taken(&name));
                         None
                     }
                     name => name,
                 };
+                let name = name.or_else(|| self.cluster.is_some().then(|| self.guest_name()));
                 match self.sessions.create(conn, name) {
                     Ok(session) => (session.user.id, None),
                     Err(e) => {
@@ -121,6 +123,8 @@ impl Hub {
                 self.rooms.get_mut(&home).map(|room| room.view(resume))
             })
             .flatten();
+        // The others hear of the session after its presence (see Hub::note).
+        self.note_session(user, !was_resumed || hello.name.is_some());
         let Some(session) = self.sessions.get(user) else {
             return;
         };
@@ -250,6 +254,7 @@ impl Hub {
         if self.sessions.disconnect(user, conn, rooms) {
             let name = self.sessions.get(user).map_or("", |s| s.user.name.as_str());
             log::debug!("user {user} ({name:?}): last connection #{conn} closed; in its grace");
+            self.note_session(user, false);
         } else {
             log::debug!("#{conn} closed");
         }
@@ -270,7 +275,27 @@ impl Hub {
                 }
                 self.rooms.tidy(room);
             }
+            if self.cluster.is_some() {
+                self.note(crate::chat::bus::note::Note::Ended {
+                    user: session.user.id,
+                });
+            }
         }
+    }
+
+    /// A guest name free on every node: `guest-` and a number.
+    fn guest_name(&self) -> String {
+        let base = format!("guest-{}", self.sessions.len() + 1);
+        (1..)
+            .map(|n| {
+                if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                }
+            })
+            .find(|n| self.name_free(n, None))
+            .unwrap_or(base)
     }
 }
 

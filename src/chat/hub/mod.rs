@@ -18,6 +18,7 @@
 //! one sync, with `--fsync`) for a run of messages in any rooms, and what
 //! the store stored is what is broadcast.
 
+mod cluster;
 mod commands;
 mod connect;
 
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::bus::writer::{Batch, RoomRun, Unnumbered};
+use super::bus::writer::{RoomRun, Unnumbered};
 use super::bus::{Bus, BusEvent};
 use super::history::{HistoryStore, NewMessage};
 use super::history_file::Reloaded;
@@ -134,6 +135,8 @@ pub struct Hub {
     /// In a cluster: where room messages go to be numbered and stored, and
     /// from where they come back.
     bus: Option<Bus>,
+    /// In a cluster: the other nodes, and what this batch tells them.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Hub {
@@ -145,7 +148,7 @@ impl Hub {
     ) -> io::Result<Hub> {
         Ok(Hub {
             rooms: Rooms::new(config.history, config.max_rooms, reloaded),
-            sessions: Sessions::new(config.session_grace, TokenSource::open()?),
+            sessions: Sessions::new(config.session_grace, TokenSource::open()?, 1),
             config,
             conns: HashMap::new(),
             store,
@@ -154,21 +157,48 @@ impl Hub {
             gone: Vec::new(),
             next_dm: 1,
             bus: None,
+            cluster: None,
         })
     }
 
-    /// Room messages go through Redis: numbered, stored and published
-    /// there, and broadcast here when the bus hands them back.
-    pub fn with_bus(mut self, bus: Bus) -> Hub {
+    /// A node of a cluster: room messages go through Redis (numbered,
+    /// stored and published there, and broadcast here when the bus hands
+    /// them back), and the other nodes hear of this one's sessions,
+    /// presence, DMs and typing. User ids start at `first_user_id`.
+    pub fn with_bus(
+        mut self,
+        bus: Bus,
+        node: String,
+        node_timeout: Duration,
+        first_user_id: u64,
+    ) -> io::Result<Hub> {
+        self.sessions = Sessions::new(
+            self.config.session_grace,
+            TokenSource::open()?,
+            first_user_id,
+        );
+        self.rooms =
+            std::mem::replace(&mut self.rooms, Rooms::new(0, 0, Reloaded::default())).clustered();
         self.bus = Some(bus);
-        self
+        self.cluster = Some(cluster::Cluster::new(node, node_timeout));
+        Ok(self)
+    }
+
+    /// When the hub must wake with no event: a grace ending, or the next
+    /// look at the other nodes.
+    fn next_wake(&self) -> Option<Instant> {
+        let tick = self.cluster.as_ref().map(cluster::Cluster::next_check);
+        match (self.sessions.next_end(), tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Run until a [`HubEvent::Shutdown`] or until every event sender is gone.
     pub fn run(mut self, events: Receiver<HubEvent>) {
         let mut busy = false;
         loop {
-            let first = match self.sessions.next_end() {
+            let first = match self.next_wake() {
                 Some(end) => events.recv_deadline(end),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -176,6 +206,8 @@ impl Hub {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
                     self.end_graces();
+                    self.check_nodes();
+                    self.flush_bus();
                     self.deliver();
                     continue;
                 }
@@ -202,12 +234,15 @@ impl Hub {
             crate::metrics::get().batch(handled, started.elapsed());
             self.store_staged();
             self.end_graces();
+            self.check_nodes();
+            self.flush_bus();
             self.deliver();
             if stop {
                 break;
             }
         }
         self.store_staged();
+        self.flush_bus();
         self.deliver();
         for conn in self.conns.values() {
             conn.sender
@@ -382,16 +417,17 @@ impl Hub {
 }
 
 impl Hub {
-    /// Hand the batch's messages to the bus's writer, each run split around
-    /// the id Redis will give it.
+    /// Add the batch's messages to what goes to the bus's writer, each run
+    /// split around the id Redis will give it.
     fn publish(
         &mut self,
         runs: Vec<(RoomName, Vec<NewMessage>)>,
         senders: Vec<(u64, Option<String>)>,
     ) {
-        let Some(bus) = &self.bus else { return };
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
         let mut senders = senders.into_iter();
-        let mut batch = Batch::default();
         for (room, run) in runs {
             let messages = run
                 .into_iter()
@@ -406,7 +442,20 @@ impl Hub {
                     })
                 })
                 .collect();
-            batch.runs.push(RoomRun { room, messages });
+            cluster.outgoing.runs.push(RoomRun { room, messages });
+        }
+    }
+
+    /// Hand what this batch tells the cluster to the writer.
+    fn flush_bus(&mut self) {
+        let (Some(bus), Some(cluster)) = (&self.bus, &mut self.cluster) else {
+            return;
+        };
+        let notes = self.rooms.take_notes();
+        let mut batch = std::mem::take(&mut cluster.outgoing);
+        batch.notes.extend(notes);
+        if batch.is_empty() {
+            return;
         }
         if let Err(batch) = bus.send(batch) {
             let senders = batch
@@ -444,6 +493,9 @@ impl Hub {
                     self.reply_error(conn, &error);
                 }
             }
+            BusEvent::Note { node, note } => self.heard_note(&node, note),
+            BusEvent::Nodes(states) => self.heard_nodes(states),
+            BusEvent::WriterUp => self.resync(),
         }
     }
 }
