@@ -78,8 +78,11 @@ scenario('DM typing shows in the conversation and clears, and not in a room', as
   await alice.waitUsers(['alice', 'bob']);
   await bob.waitUsers(['alice', 'bob']);
   await person(alice, 'bob').click();
-  await person(bob, 'alice').click();
+  // bob with the keyboard: the person in the list takes the focus and Enter opens the conversation.
+  await person(bob, 'alice').focus();
+  await bob.page.keyboard.press('Enter');
   await bob.page.waitForFunction(() => location.hash === '#@alice', null, { timeout: WAIT });
+  assert.equal(await bob.page.evaluate(() => document.activeElement?.id), 'input', 'the composer has the focus');
 
   const typing = (u) => u.page.locator('#typing').innerText();
   await alice.page.locator('#input').fill('writing to you, bob');
@@ -97,8 +100,14 @@ scenario('DM typing shows in the conversation and clears, and not in a room', as
   await bob.page.waitForFunction(() => document.querySelector('#typing')?.textContent === 'alice is typing…', null, { timeout: WAIT });
   await bob.page.waitForFunction(() => document.querySelector('#typing')?.textContent === '', null, { timeout: WAIT });
 
-  // bob looks at the lobby: alice's DM notice still reaches his page but is not shown there.
-  await bob.page.locator('#rooms li[data-room="lobby"] button').click();
+  // bob goes to the lobby with Alt+Up (the side panel's order: rooms, then DMs), and back
+  // with Alt+Down, and up again. Alice's DM notice still reaches his page but is not shown there.
+  await bob.page.locator('#input').press('Alt+ArrowUp');
+  await bob.page.waitForFunction(() => location.hash === '#lobby', null, { timeout: WAIT });
+  await bob.page.locator('#input').press('Alt+ArrowDown');
+  await bob.page.waitForFunction(() => location.hash === '#@alice', null, { timeout: WAIT });
+  await bob.waitMessage('writing to you, bob');
+  await bob.page.locator('#input').press('Alt+ArrowUp');
   await bob.page.waitForFunction(() => location.hash === '#lobby', null, { timeout: WAIT });
   const notices = () => bob.wsFramesIn.filter((f) => f.includes('"type":"typing"')).length;
   const before = notices();
