@@ -394,7 +394,7 @@ pub fn print(path: &Path) -> ExitCode {
     }
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
-         lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
+         lost: expected (sent × clients; rooms: × the clients of the sender's room) − received after the drain; CPU µs/msg: server user+system time per delivery; \
          sys: the part of that CPU time spent in the kernel; \
          cs/msg: server context switches (all threads) per delivery, about the wake-ups a delivery costs; \
          wire B/msg: bytes a client read from the server per delivery (frames, headers, compression); \
