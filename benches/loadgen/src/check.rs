@@ -133,6 +133,14 @@ pub(crate) fn judge(run: &Map<String, Value>, under_test: bool) -> Vec<String> {
             None => out.push(format!("{key} missing")),
         }
     }
+    // Only runs with rooms count messages that reached another room.
+    if mode == "load" && num(run, "rooms").is_some() {
+        match num(run, "wrong_room") {
+            Some(0.0) => {}
+            Some(v) => out.push(format!("wrong_room = {v}")),
+            None => out.push("wrong_room missing".to_owned()),
+        }
+    }
     out
 }
 
@@ -208,6 +216,35 @@ mod tests {
         assert_eq!(
             problems(&churn, &list("churn"), &list("wschat")),
             vec!["churn / wschat round 1: churn_errors = 4"]
+        );
+    }
+
+    #[test]
+    fn with_rooms_a_message_in_another_room_fails_wschat() {
+        let rooms = CLEAN_LOAD
+            .replace(r#""scenario":"fanout""#, r#""scenario":"rooms""#)
+            .replace(
+                r#""errors":[]"#,
+                r#""errors":[],"rooms":100,"wrong_room":0"#,
+            );
+        assert_eq!(
+            problems(&rooms, &list("rooms"), &list("wschat")),
+            Vec::<String>::new()
+        );
+        let leak = rooms.replace(r#""wrong_room":0"#, r#""wrong_room":3"#);
+        assert_eq!(
+            problems(&leak, &list("rooms"), &list("wschat")),
+            vec!["rooms / wschat round 1: wrong_room = 3"]
+        );
+        let peer = leak.replace(r#""server":"wschat""#, r#""server":"tokio""#);
+        assert_eq!(
+            problems(&peer, &list("rooms"), &list("tokio")),
+            Vec::<String>::new()
+        );
+        let missing = rooms.replace(r#","wrong_room":0"#, "");
+        assert_eq!(
+            problems(&missing, &list("rooms"), &list("wschat")),
+            vec!["rooms / wschat round 1: wrong_room missing"]
         );
     }
 

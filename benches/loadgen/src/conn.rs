@@ -31,7 +31,13 @@ pub struct Stats {
     /// Churn: connect + handshake + one message echoed back.
     pub cycle: Histogram<u64>,
     pub sent: u64,
+    /// With rooms: the deliveries the messages sent should make, each
+    /// message counted once per client of its sender's room (the sender too).
+    pub expected: u64,
     pub delivered: u64,
+    /// With rooms: messages that reached a client of another room (not
+    /// counted as deliveries).
+    pub wrong_room: u64,
     pub out_of_order: u64,
     pub duplicates: u64,
     /// Frames with a payload marker from no known sender (or a stale churn one).
@@ -68,7 +74,9 @@ impl Stats {
             send_lag: histogram(),
             cycle: histogram(),
             sent: 0,
+            expected: 0,
             delivered: 0,
+            wrong_room: 0,
             out_of_order: 0,
             duplicates: 0,
             unknown: 0,
@@ -100,7 +108,9 @@ impl Stats {
         self.send_lag.add(&other.send_lag).ok();
         self.cycle.add(&other.cycle).ok();
         self.sent += other.sent;
+        self.expected += other.expected;
         self.delivered += other.delivered;
+        self.wrong_room += other.wrong_room;
         self.out_of_order += other.out_of_order;
         self.duplicates += other.duplicates;
         self.unknown += other.unknown;
@@ -177,6 +187,9 @@ pub struct Ctx<'a> {
     pub base: std::time::Instant,
     /// Sender ids are `0..senders`; markers with other ids are not counted.
     pub senders: usize,
+    /// Rooms the clients are spread over (0: none, everyone in one); sender
+    /// `id` is in room `id % rooms`.
+    pub rooms: usize,
     /// Count deliveries only while this is set (send and drain phases).
     pub counting: bool,
     /// Data frames received, marker or not (to see when the server is quiet).
@@ -230,6 +243,9 @@ pub struct SenderState {
     pub next_due_ns: u64,
     /// Own messages that came back on this connection.
     pub echoed: u64,
+    /// With rooms: how many clients each of its messages should reach (its
+    /// room's connected clients, itself included), set when sending starts.
+    pub audience: u64,
 }
 
 pub struct Conn {
@@ -249,6 +265,8 @@ pub struct Conn {
     out_pos: usize,
     order: SeqTracker,
     pub sender: Option<SenderState>,
+    /// With rooms: the room this client joined (named in its upgrade URL).
+    pub room: Option<u32>,
     request: Vec<u8>,
     /// The last read stopped at its budget, not at `WouldBlock`: with
     /// edge-triggered readiness no new event will come for the bytes still
@@ -291,6 +309,7 @@ impl Conn {
             out_pos: 0,
             order: SeqTracker::default(),
             sender: None,
+            room: None,
             request: request.bytes,
             unread: false,
             peer_closed: false,
@@ -502,6 +521,10 @@ impl Conn {
             ctx.stats.unknown += 1;
             return;
         }
+        if ctx.rooms > 0 && self.room != Some(sender % ctx.rooms as u32) {
+            ctx.stats.wrong_room += 1;
+            return;
+        }
         ctx.stats
             .latency
             .saturating_record(now.saturating_sub(sent_ns).max(1));
@@ -552,6 +575,7 @@ impl Conn {
             Text::Chat => chat_text(payload, size, seq ^ u64::from(me.id) << 40),
         }
         me.in_flight = Some((seq, now));
+        ctx.stats.expected += me.audience;
         self.queue_message(OpCode::Text, payload, ctx.keys);
         ctx.stats.sent += 1;
         self.flush()?;

@@ -62,6 +62,13 @@ struct Args {
     /// How many of the clients send.
     #[arg(long, default_value_t = 10)]
     senders: usize,
+    /// Spread the clients over this many rooms (default mode; 0: none).
+    /// Client `i` names room `room-<i % rooms>` in its upgrade URL
+    /// (`?room=`), so the first `rooms` clients are in a room each; a
+    /// message should reach every client of its sender's room (the sender
+    /// included) and no other.
+    #[arg(long, default_value_t = 0)]
+    rooms: usize,
     /// Messages per second per sender; 0 = as fast as possible with one
     /// message in flight per sender.
     #[arg(long, default_value_t = 0.0)]
@@ -213,6 +220,9 @@ fn run(args: &Args) -> Result<bool, String> {
     if args.clients == 0 || args.threads == 0 {
         return Err("--clients and --threads must be at least 1".into());
     }
+    if (args.idle || args.churn) && args.rooms > 0 {
+        return Err("--rooms is for the default mode".into());
+    }
     if (args.idle || args.churn) && (args.churners > 0 || args.verdict) {
         return Err("--churners and --verdict are for the default mode".into());
     }
@@ -237,7 +247,7 @@ fn run(args: &Args) -> Result<bool, String> {
             .next()
             .and_then(|v| v.parse::<f64>().ok())
     });
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::with_rooms(args.rooms));
     let sampler = match (&args.samples, &server) {
         (Some(path), Some(server)) => Some(
             Sampler::start(
@@ -260,6 +270,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 path: path.clone(),
                 indices: (w..args.clients).step_by(threads).collect(),
                 senders,
+                rooms: args.rooms,
                 id_base: 0,
                 rate: args.rate,
                 size: args.size,
@@ -290,6 +301,7 @@ fn run(args: &Args) -> Result<bool, String> {
             path: path.clone(),
             indices: (0..args.churners).collect(),
             senders: 0,
+            rooms: 0,
             id_base: senders,
             rate: 0.0,
             size: args.size,
@@ -332,6 +344,9 @@ fn run(args: &Args) -> Result<bool, String> {
     out.insert("mode".into(), json!(mode));
     out.insert("clients".into(), json!(args.clients));
     out.insert("senders".into(), json!(senders));
+    if args.rooms > 0 {
+        out.insert("rooms".into(), json!(args.rooms));
+    }
     out.insert("rate".into(), json!(args.rate));
     out.insert("size".into(), json!(args.size));
     out.insert("threads".into(), json!(threads));
@@ -498,12 +513,17 @@ fn run(args: &Args) -> Result<bool, String> {
     loop {
         let sent = shared.sent.load(std::sync::atomic::Ordering::Relaxed);
         let delivered = shared.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        let expected = if args.rooms > 0 {
+            shared.expected.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            sent * connected
+        };
         // Churn cycles under way are let finish too (they were started in
         // the send phase), within the same deadline.
         let churning = churn_shared
             .churn_active
             .load(std::sync::atomic::Ordering::Relaxed);
-        if (delivered >= sent * connected && churning == 0) || shared.now_ns() > drain_deadline {
+        if (delivered >= expected && churning == 0) || shared.now_ns() > drain_deadline {
             break;
         }
         thread::sleep(Duration::from_millis(5));
@@ -525,7 +545,14 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     connect_results(&mut out, &stats, t_connect, t_all_open);
 
-    let expected = stats.sent * connected;
+    // Every message should reach every client (with rooms: every client of
+    // its sender's room), the sender included: wschat and both peers send a
+    // message back to its sender too.
+    let expected = if args.rooms > 0 {
+        stats.expected
+    } else {
+        stats.sent * connected
+    };
     let lost = expected.saturating_sub(stats.delivered);
     let active_s = (stats.last_delivery_ns.max(t_send_end) - t_send) as f64 / 1e9;
     out.insert(
@@ -545,6 +572,9 @@ fn run(args: &Args) -> Result<bool, String> {
             0.0
         }),
     );
+    if args.rooms > 0 {
+        out.insert("wrong_room".into(), json!(stats.wrong_room));
+    }
     out.insert("out_of_order".into(), json!(stats.out_of_order));
     out.insert("duplicates".into(), json!(stats.duplicates));
     out.insert("stalls".into(), json!(stats.stalls));
@@ -856,6 +886,12 @@ fn print_human(out: &Map<String, Value>) {
             n("duration_s").unwrap_or(0.0),
             n("drain_s").unwrap_or(0.0)
         );
+        if let Some(rooms) = n("rooms") {
+            println!(
+                "rooms: {rooms} (a sender's message is expected by its room's clients only); {} deliveries to a client of another room",
+                n("wrong_room").unwrap_or(0.0)
+            );
+        }
         println!(
             "delivered {} of {} expected ({} sent): lost {} ({:.3}%), out of order {}, duplicates {}, stalls {}, skipped {}, closed by server {}",
             n("delivered").unwrap_or(0.0),

@@ -394,7 +394,7 @@ pub fn print(path: &Path) -> ExitCode {
     }
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
-         lost: expected (sent × clients) − received after the drain; CPU µs/msg: server user+system time per delivery; \
+         lost: expected (sent × clients; rooms: × the clients of the sender's room) − received after the drain; CPU µs/msg: server user+system time per delivery; \
          sys: the part of that CPU time spent in the kernel; \
          cs/msg: server context switches (all threads) per delivery, about the wake-ups a delivery costs; \
          wire B/msg: bytes a client read from the server per delivery (frames, headers, compression); \
@@ -442,6 +442,31 @@ pub fn print(path: &Path) -> ExitCode {
                 scale / paced
             );
         }
+    }
+
+    // Rooms: the goals it is read against (reported, never asserted).
+    let rooms = |server: &str| {
+        groups
+            .iter()
+            .find(|g| g.scenario == "rooms" && g.server == server)
+    };
+    if let (Some(ours), Some(tokio)) = (rooms("wschat"), rooms("tokio")) {
+        let ratio = |key: &str| match (ours.median(key), tokio.median(key)) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let lost: f64 = ours
+            .runs
+            .iter()
+            .filter_map(|r| r.get("lost").and_then(Value::as_f64))
+            .sum();
+        println!(
+            "rooms goals: wschat/tokio deliveries/s {} (goal >= 1), p99 {} (goal <= 1); wschat lost {} over {} runs (goal 0)",
+            ratio("deliveries_per_s"),
+            ratio("latency_p99_us"),
+            count(lost),
+            ours.runs.len()
+        );
     }
 
     let mut noted = false;

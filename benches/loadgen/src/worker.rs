@@ -47,6 +47,10 @@ pub struct Shared {
     pub frames: AtomicU64,
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
+    /// With rooms: deliveries the messages sent so far should make.
+    pub expected: AtomicU64,
+    /// With rooms: connected clients per room.
+    pub room_members: Vec<AtomicU64>,
     pub churn_cycles: AtomicU64,
     /// Churn: connections under way now (0 once every cycle is over).
     pub churn_active: AtomicU64,
@@ -54,6 +58,11 @@ pub struct Shared {
 
 impl Shared {
     pub fn new() -> Shared {
+        Shared::with_rooms(0)
+    }
+
+    /// Shared state for clients spread over `rooms` rooms (0: none).
+    pub fn with_rooms(rooms: usize) -> Shared {
         Shared {
             base: Instant::now(),
             phase: AtomicU8::new(CONNECT),
@@ -62,6 +71,8 @@ impl Shared {
             frames: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            room_members: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
             churn_cycles: AtomicU64::new(0),
             churn_active: AtomicU64::new(0),
         }
@@ -95,6 +106,10 @@ pub struct Plan {
     /// with sender id `i`.
     pub indices: Vec<usize>,
     pub senders: usize,
+    /// Spread the clients over this many rooms (0: none): index `i` joins
+    /// room `room-<i % rooms>` by naming it in its upgrade URL (`?room=`),
+    /// so sender `i` is in room `i % rooms`.
+    pub rooms: usize,
     /// Added to a connection's index to make its sender id. Churn loops that
     /// run beside steady senders start at the number of senders, so that the
     /// steady receivers do not take their messages for a sender's.
@@ -155,6 +170,7 @@ struct Published {
     failed: u64,
     frames: u64,
     sent: u64,
+    expected: u64,
     delivered: u64,
     churn_cycles: u64,
     churn_active: u64,
@@ -236,7 +252,12 @@ impl Loop {
                 );
                 match self.handle(slot, ready) {
                     Outcome::Nothing => {}
-                    Outcome::Connected => opening -= 1,
+                    Outcome::Connected => {
+                        opening -= 1;
+                        if let Some(room) = self.conns[slot].as_ref().and_then(|c| c.room) {
+                            self.shared.room_members[room as usize].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     Outcome::Failed(why) => {
                         if was_opening {
                             opening -= 1;
@@ -290,15 +311,22 @@ impl Loop {
 
     fn open(&mut self, slot: usize) -> bool {
         let now = self.shared.now_ns();
+        let index = self.plan.indices[slot];
+        let room = (self.plan.rooms > 0 && !self.plan.churn).then(|| index % self.plan.rooms);
+        let path = match room {
+            Some(room) => room_path(&self.plan.path, room),
+            None => self.plan.path.clone(),
+        };
         match Conn::connect(
             self.plan.addr,
             &self.plan.host,
-            &self.plan.path,
+            &path,
             &mut self.keys,
             now,
             self.plan.deflate,
         ) {
             Ok(mut conn) => {
+                conn.room = room.map(|r| r as u32);
                 if let Err(e) = self.poll.registry().register(
                     conn.stream(),
                     Token(slot),
@@ -308,7 +336,6 @@ impl Loop {
                     self.stats.error(format!("register: {e}"));
                     return false;
                 }
-                let index = self.plan.indices[slot];
                 if index < self.plan.senders || self.plan.churn {
                     conn.sender = Some(SenderState {
                         id: (self.plan.id_base + index) as u32,
@@ -316,6 +343,7 @@ impl Loop {
                         in_flight: None,
                         next_due_ns: 0,
                         echoed: 0,
+                        audience: 0,
                     });
                 }
                 if self.plan.churn {
@@ -346,6 +374,7 @@ impl Loop {
                 } else {
                     self.plan.senders
                 },
+                rooms: self.plan.rooms,
                 counting: phase == SEND || phase == DRAIN,
                 frames: 0,
             },
@@ -406,7 +435,8 @@ impl Loop {
     }
 
     /// Stagger the first sends over one interval so that paced senders do
-    /// not all fire at once.
+    /// not all fire at once. With rooms, also note how many clients each
+    /// sender's messages should reach: every connection is open by now.
     fn start_senders(&mut self, senders: &[usize], now: u64) {
         let interval = self.interval_ns();
         for &slot in senders {
@@ -414,6 +444,9 @@ impl Loop {
                 && let Some(me) = conn.sender.as_mut()
             {
                 me.next_due_ns = now + interval * me.id as u64 / self.plan.senders.max(1) as u64;
+                if let Some(room) = conn.room {
+                    me.audience = self.shared.room_members[room as usize].load(Ordering::Relaxed);
+                }
             }
         }
     }
@@ -608,6 +641,7 @@ impl Loop {
         bump(&sh.failed, &mut p.failed, s.connect_failed);
         bump(&sh.frames, &mut p.frames, self.frames);
         bump(&sh.sent, &mut p.sent, s.sent);
+        bump(&sh.expected, &mut p.expected, s.expected);
         bump(&sh.delivered, &mut p.delivered, s.delivered);
         bump(&sh.churn_cycles, &mut p.churn_cycles, s.churn_cycles);
         if self.churn_active > p.churn_active {
@@ -628,5 +662,23 @@ impl Loop {
         }
         std::thread::sleep(Duration::from_millis(50));
         self.conns.clear();
+    }
+}
+
+/// The upgrade path that names room `room-<room>` (`/` → `/?room=room-7`).
+pub fn room_path(path: &str, room: usize) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}room=room-{room}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_goes_in_the_query() {
+        assert_eq!(room_path("/", 7), "/?room=room-7");
+        assert_eq!(room_path("/ws", 0), "/ws?room=room-0");
+        assert_eq!(room_path("/ws?x=1", 42), "/ws?x=1&room=room-42");
     }
 }

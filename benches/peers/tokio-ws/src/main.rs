@@ -13,14 +13,17 @@
 //! Usage: `tokio-ws --port N [--host H]` (port 0 picks a free port). Once
 //! listening it prints exactly one line, `listening on HOST:PORT`, to stdout.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Largest message (and frame) accepted from a client.
@@ -32,6 +35,9 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// a slow reader loses messages but never slows the others down or grows
 /// memory without bound.
 const CHANNEL_CAPACITY: usize = 1024;
+
+/// Room name (as the URL gives it; `""` for none) to the room's channel.
+type Rooms = Arc<Mutex<HashMap<String, broadcast::Sender<Message>>>>;
 
 fn usage() -> ExitCode {
     eprintln!("usage: tokio-ws --port N [--host H]");
@@ -69,20 +75,20 @@ async fn main() -> ExitCode {
         let _ = out.flush();
     }
 
-    let (tx, _) = broadcast::channel::<Message>(CHANNEL_CAPACITY);
+    let rooms: Rooms = Arc::default();
     tokio::select! {
-        _ = accept_loop(listener, tx) => {}
+        _ = accept_loop(listener, rooms) => {}
         _ = shutdown_signal() => {}
     }
     // Returning drops the runtime, which cancels every connection task.
     ExitCode::SUCCESS
 }
 
-async fn accept_loop(listener: TcpListener, tx: broadcast::Sender<Message>) {
+async fn accept_loop(listener: TcpListener, rooms: Rooms) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(handle(stream, peer, tx.clone()));
+                tokio::spawn(handle(stream, peer, Arc::clone(&rooms)));
             }
             // e.g. out of file descriptors: back off briefly, keep serving.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
@@ -90,19 +96,49 @@ async fn accept_loop(listener: TcpListener, tx: broadcast::Sender<Message>) {
     }
 }
 
-async fn handle(stream: TcpStream, _peer: SocketAddr, tx: broadcast::Sender<Message>) {
+/// `room=` in a request target's query, as given (`""` when there is none).
+fn room_in(target: &str) -> &str {
+    let Some((_, query)) = target.split_once('?') else {
+        return "";
+    };
+    let query = query.split('#').next().unwrap_or("");
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("room="))
+        .unwrap_or("")
+}
+
+async fn handle(stream: TcpStream, _peer: SocketAddr, rooms: Rooms) {
     // Small chat messages: don't let Nagle hold them back (`ws` does the same).
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+    let mut room = String::new();
+    // The signature is tungstenite's `Callback`: its error is an HTTP response.
+    #[allow(clippy::result_large_err)]
+    let read_room = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+        room = room_in(target).to_owned();
+        Ok(response)
+    };
+    let Ok(ws) =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, read_room, Some(config)).await
+    else {
         return;
     };
     let (mut sink, mut source) = ws.split();
 
     // Subscribe before reading anything, so the sender gets its own messages.
-    let mut rx = tx.subscribe();
+    let (tx, mut rx) = {
+        let mut rooms = rooms.lock().expect("rooms lock");
+        let tx = rooms
+            .entry(room.clone())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .clone();
+        let rx = tx.subscribe();
+        (tx, rx)
+    };
     let writer = tokio::spawn(async move {
         loop {
             match rx.recv().await {
@@ -127,6 +163,13 @@ async fn handle(stream: TcpStream, _peer: SocketAddr, tx: broadcast::Sender<Mess
         }
     }
     writer.abort();
+    // The writer's receiver is gone once the task is: wait for that, then
+    // drop the room with its last connection.
+    let _ = writer.await;
+    let mut rooms = rooms.lock().expect("rooms lock");
+    if tx.receiver_count() == 0 && rooms.get(&room).is_some_and(|t| t.same_channel(&tx)) {
+        rooms.remove(&room);
+    }
 }
 
 async fn shutdown_signal() {
