@@ -443,3 +443,142 @@ fn a_node_restarted_after_kill_9_clears_what_its_previous_life_left() {
     until_present(&mut carol, "lobby", "bob");
     drop(alice);
 }
+
+#[test]
+fn a_node_that_loses_its_subscription_catches_up_from_the_streams() {
+    let redis = Redis::start("catchup");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let mut watcher = Client::named(&n2, "watcher");
+    let mut sender = Client::named(&n1, "sender");
+    const COUNT: usize = 200;
+    let talk = std::thread::spawn(move || {
+        for k in 0..COUNT {
+            sender.send(&json!({"type": "say", "text": format!("m{k}"), "nonce": format!("{k}")}));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let last = format!("m{}", COUNT - 1);
+        sender.until(|v| v["type"] == "message" && v["text"] == last.as_str());
+    });
+    // Twice while the messages flow, Redis drops every subscriber (as it
+    // does to one whose output buffer is over its limit).
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(120));
+        let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(killed.parse::<u32>().unwrap_or(0) >= 1, "killed: {killed}");
+    }
+    talk.join().expect("the sender failed");
+    assert!(
+        n2.wait_log("subscriber lost", Duration::from_secs(5)),
+        "{}",
+        n2.log()
+    );
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < COUNT {
+        assert!(Instant::now() < deadline, "only {} of {COUNT}", got.len());
+        let v = watcher.next();
+        if v["type"] == "message" {
+            got.push((
+                v["id"].as_u64().unwrap(),
+                v["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let ids: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert!(ids_consecutive(&ids), "a gap or a repeat: {ids:?}");
+    let texts: Vec<String> = got.into_iter().map(|m| m.1).collect();
+    assert_eq!(
+        texts,
+        (0..COUNT).map(|k| format!("m{k}")).collect::<Vec<_>>()
+    );
+    // Nothing more after the last one: no repeat came late.
+    let seen = watcher.say_all("lobby", "the end");
+    assert_eq!(messages(&seen, "lobby").len(), 1, "{seen:?}");
+    assert!(
+        n2.log().contains("missed message(s) read from its stream"),
+        "{}",
+        n2.log()
+    );
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_and_nothing_invented_while_redis_restarts_under_traffic() {
+    let mut redis = Redis::start("traffic");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let mut watcher = Client::named(&n2, "watcher");
+    let mut sender = Client::named(&n1, "sender");
+    const COUNT: usize = 800;
+    let talk = std::thread::spawn(move || {
+        let (mut acked, mut refused) = (Vec::new(), Vec::new());
+        let mut answer = |v: &Value, acked: &mut Vec<usize>, refused: &mut Vec<usize>| {
+            let nonce = v["nonce"].as_str().and_then(|n| n.parse::<usize>().ok());
+            match (v["type"].as_str(), nonce) {
+                (Some("message"), Some(k)) if v["from"]["name"] == "sender" => acked.push(k),
+                (Some("error"), Some(k)) => {
+                    assert_eq!(v["code"], "unavailable", "{v}");
+                    refused.push(k);
+                }
+                _ => {}
+            }
+        };
+        for k in 0..COUNT {
+            sender.send(&json!({"type": "say", "text": format!("m{k}"), "nonce": format!("{k}")}));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Every say is answered: stored (its message) or refused.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(0..COUNT).all(|k| acked.contains(&k) || refused.contains(&k)) {
+            assert!(Instant::now() < deadline, "unanswered says");
+            let v = sender.next();
+            answer(&v, &mut acked, &mut refused);
+        }
+        (acked, refused)
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    redis.kill9();
+    std::thread::sleep(Duration::from_millis(800));
+    redis.restart(true);
+    let (acked, refused) = talk.join().expect("the sender failed");
+    assert!(
+        !refused.is_empty(),
+        "redis was down for 0.8 s and nothing was refused"
+    );
+    assert!(
+        acked.iter().max() > refused.iter().max(),
+        "nothing stored after redis came back"
+    );
+    wait_ready(&n2, Duration::from_secs(15));
+    // The watcher's marker goes through Redis after everything the sender
+    // had stored: reading up to it covers them all.
+    let seen = loop {
+        let seen = watcher.say_all("lobby", "marker");
+        if seen.last().is_some_and(|v| v["type"] == "message") {
+            break seen;
+        }
+    };
+    let got = messages(&seen, "lobby");
+    let ids: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert!(ids_consecutive(&ids), "a gap or a repeat: {ids:?}");
+    let delivered: Vec<usize> = got
+        .iter()
+        .filter_map(|m| m.1.strip_prefix('m').and_then(|k| k.parse().ok()))
+        .collect();
+    for k in &acked {
+        assert!(
+            delivered.contains(k),
+            "m{k} was acknowledged but never delivered"
+        );
+    }
+    for k in &delivered {
+        assert!(
+            acked.contains(k) || refused.contains(k),
+            "m{k} delivered but never said"
+        );
+    }
+    println!(
+        "{} stored, {} refused while redis was away, {} delivered",
+        acked.len(),
+        refused.len(),
+        delivered.len()
+    );
+}

@@ -133,6 +133,11 @@ impl Subscriber {
             Plan::Deliver { skip } => (start, live(skip).collect()),
             Plan::Fill { after } => {
                 let mut messages = read_range(reader, &run.room, after + 1, run.first - 1)?;
+                log::info!(
+                    "redis: {}: {} missed message(s) read from its stream",
+                    run.room,
+                    messages.len()
+                );
                 let delivery = continues(after, &messages);
                 messages.extend(live(0));
                 (delivery, messages)
@@ -175,6 +180,10 @@ impl Subscriber {
                 Some(p) if p.epoch == epoch && p.last >= last => continue,
                 Some(p) if p.epoch == epoch => {
                     let messages = read_range(reader, &room, p.last + 1, last)?;
+                    log::info!(
+                        "redis: {room}: {} missed message(s) read from its stream",
+                        messages.len()
+                    );
                     (continues(p.last, &messages), messages)
                 }
                 known => {
@@ -210,6 +219,12 @@ impl Subscriber {
         messages: Vec<(u64, Arc<str>)>,
     ) -> Result<(), Stop> {
         self.sequence.advance(&room, epoch, last);
+        if delivery == Delivery::Reset {
+            log::warn!(
+                "redis: {room} starts over (epoch {epoch}), from {} message(s) of its stream",
+                messages.len()
+            );
+        }
         let event = HubEvent::Bus(BusEvent::Room {
             room,
             epoch,
