@@ -510,7 +510,7 @@ fn nothing_acknowledged_is_lost_and_nothing_invented_while_redis_restarts_under_
     const COUNT: usize = 800;
     let talk = std::thread::spawn(move || {
         let (mut acked, mut refused) = (Vec::new(), Vec::new());
-        let mut answer = |v: &Value, acked: &mut Vec<usize>, refused: &mut Vec<usize>| {
+        let answer = |v: &Value, acked: &mut Vec<usize>, refused: &mut Vec<usize>| {
             let nonce = v["nonce"].as_str().and_then(|n| n.parse::<usize>().ok());
             match (v["type"].as_str(), nonce) {
                 (Some("message"), Some(k)) if v["from"]["name"] == "sender" => acked.push(k),
