@@ -268,3 +268,51 @@ fn a_client_that_negotiates_deflate_moves_the_deflate_counters() {
     );
     sender.close(wschat::ws::CloseCode::NORMAL, "", true);
 }
+
+#[test]
+fn a_client_in_two_busy_rooms_is_handed_one_send_per_batch() {
+    let (server, metrics) = start(&["--session-grace", "0", "--rate", "0"]);
+    let hello = |name: &str| serde_json::json!({"type": "hello", "name": name, "rooms": {"lobby": null, "rust": null}});
+    let mut watcher = ChatClient::join_with(server.addr, hello("watcher"));
+    let mut sender = ChatClient::join_with(server.addr, hello("sender"));
+    // The sender's join reached the watcher: nothing else is pending.
+    watcher.wait_for(WAIT, "the sender's join", |v| v["type"] == "join");
+    let before = scrape(metrics);
+    const COUNT: usize = 400;
+    let mut burst = Vec::new();
+    for k in 0..COUNT {
+        let room = if k % 2 == 0 { "lobby" } else { "rust" };
+        let say = serde_json::json!({"type": "say", "room": room, "text": format!("m{k}")});
+        burst.extend(frame(true, TEXT, say.to_string().as_bytes()));
+    }
+    sender.ws.send_raw(&burst).unwrap();
+    for client in [&mut watcher, &mut sender] {
+        let mut got = 0;
+        while got < COUNT {
+            let v = client.recv(WAIT).expect("a message");
+            if v["type"] == "message" {
+                got += 1;
+            }
+        }
+    }
+    let target = value(&before, "wschat_messages_delivered_total") + 2.0 * COUNT as f64;
+    let after = wait_for(metrics, "wschat_messages_delivered_total", |n| n >= target);
+    let delta = |series: &str| value(&after, series) - value(&before, series);
+    let (sends, batches) = (
+        delta("wschat_batch_sends_total"),
+        delta("wschat_hub_batch_events_count"),
+    );
+    println!(
+        "{COUNT} messages in two rooms: {batches} hub batches, {sends} sends to the 2 clients"
+    );
+    // The burst came in batches of several messages, in both rooms...
+    assert!(
+        batches < (COUNT as f64) * 0.75,
+        "{batches} batches: no batching to test"
+    );
+    // ...and each client was handed each batch once, not once per room.
+    assert!(
+        sends <= 2.0 * batches,
+        "{sends} sends for {batches} batches"
+    );
+}

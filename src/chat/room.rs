@@ -7,9 +7,9 @@
 //!
 //! Everything a batch broadcasts in the room — messages, joins, leaves,
 //! renames, typing — goes into one [`Broadcast`], encoded once; at the end
-//! of the batch each connection is handed the whole batch at once (one
-//! non-blocking send when its socket has room, else one queue item for its
-//! writer). A connection that joined during the batch gets only the part
+//! of the batch the hub hands each connection its share of every room it is
+//! in at once (one non-blocking send when its socket has room, else one
+//! queue item for its writer). A connection that joined during the batch gets only the part
 //! after its own join: its `joined` covers the rest.
 
 use std::collections::HashMap;
@@ -20,9 +20,8 @@ use super::bus::note::Note;
 use super::history::{NewMessage, Recent};
 use super::messages::{RoomView, ServerMessage, User, joined_json};
 use super::names::RoomName;
-use crate::ws::broadcast::{Broadcast, Mark};
-use crate::ws::conn::TrySend;
-use crate::ws::{CloseCode, Sender};
+use crate::ws::Sender;
+use crate::ws::broadcast::{Batch, Broadcast, Mark};
 
 /// A user in the room: how many of its connections on this node are,
 /// whether this node has it here (with connections, or in its grace), and
@@ -54,9 +53,6 @@ pub struct Room {
     /// presence here, collected for the hub.
     notes: Option<Vec<Note>>,
 }
-
-/// A connection was closed while being sent to: too slow, or gone.
-pub struct Gone(pub u64);
 
 impl Room {
     pub fn new(name: RoomName, recent: Recent) -> Room {
@@ -350,33 +346,21 @@ impl Room {
         self.stored(messages);
     }
 
-    /// Hand the batch to every connection. Those whose queue is full are
-    /// closed (1008, too slow); they, and those already gone, are returned
-    /// for the hub to take out of every room.
-    pub fn deliver(&mut self) -> Vec<Gone> {
+    /// Seal what this batch broadcasts, with where the connections that
+    /// joined during it start; `None` when it broadcasts nothing. The hub
+    /// hands it to [`Room::connections`].
+    pub fn seal(&mut self) -> Option<(Batch, HashMap<u64, Mark>)> {
         self.delivered = self.recent.last_id();
         if self.outbox.is_empty() {
-            return Vec::new();
+            self.joined_at.clear();
+            return None;
         }
-        let batch = self.outbox.seal();
-        let joined_at = std::mem::take(&mut self.joined_at);
-        let mut gone = Vec::new();
-        let mut delivered = 0;
-        for (&conn, sender) in &self.conns {
-            let from = joined_at.get(&conn).copied();
-            match sender.try_send_batch(&batch, from) {
-                Ok(()) => delivered += batch.messages_from(from),
-                Err(TrySend::Full) => {
-                    crate::metrics::get().slow_closed();
-                    log::info!("client #{conn} is too slow; closing it");
-                    sender.close(CloseCode::POLICY, "too slow", false);
-                    gone.push(Gone(conn));
-                }
-                Err(TrySend::Disconnected) => gone.push(Gone(conn)),
-            }
-        }
-        crate::metrics::get().delivered(delivered);
-        gone
+        Some((self.outbox.seal(), std::mem::take(&mut self.joined_at)))
+    }
+
+    /// The connections in the room.
+    pub fn connections(&self) -> impl Iterator<Item = (u64, &Sender)> {
+        self.conns.iter().map(|(conn, sender)| (*conn, sender))
     }
 
     /// `[` and every user, comma-separated, without the closing `]`.

@@ -139,6 +139,12 @@ impl Collector for Scrape {
         )?;
         counter(
             e,
+            "wschat_batch_sends",
+            "Hub batches handed to clients, one per client per batch however many of its rooms it carries",
+            load(&m.batch_sends),
+        )?;
+        counter(
+            e,
             "wschat_bytes_in",
             "Bytes read from WebSocket connections",
             load(&WIRE.bytes_in),

@@ -106,6 +106,9 @@ pub struct Metrics {
     pub received: AtomicU64,
     /// Broadcast messages handed to clients: one per message per receiver.
     pub delivered: AtomicU64,
+    /// Hand-overs of a hub batch to a client: one per client per batch,
+    /// however many rooms it has news in.
+    pub batch_sends: AtomicU64,
     /// Clients closed with 1008 for not keeping up.
     pub slow_closed: AtomicU64,
     /// Requests answered `rate_limited`, and clients then closed for it.
@@ -127,6 +130,7 @@ pub static METRICS: Metrics = Metrics {
     refused: [const { AtomicU64::new(0) }; Refusal::ALL.len()],
     received: AtomicU64::new(0),
     delivered: AtomicU64::new(0),
+    batch_sends: AtomicU64::new(0),
     slow_closed: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
     rate_closed: AtomicU64::new(0),
@@ -163,8 +167,10 @@ impl Metrics {
         self.received.fetch_add(1, Relaxed);
     }
 
-    pub fn delivered(&self, n: usize) {
-        self.delivered.fetch_add(n as u64, Relaxed);
+    /// `sends` hand-overs of a batch carried `messages` deliveries.
+    pub fn delivered(&self, messages: usize, sends: usize) {
+        self.delivered.fetch_add(messages as u64, Relaxed);
+        self.batch_sends.fetch_add(sends as u64, Relaxed);
     }
 
     pub fn slow_closed(&self) {

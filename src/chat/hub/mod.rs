@@ -37,6 +37,8 @@ use super::protocol::{ChatError, Command, ErrorCode, Hello, TextLimits};
 use super::rooms::Rooms;
 use super::session::{Sessions, TokenSource};
 use super::typing::TypingThrottle;
+use crate::ws::broadcast::{Batch, Mark};
+use crate::ws::conn::TrySend;
 use crate::ws::{CloseCode, Sender};
 
 /// What readers tell the hub.
@@ -290,9 +292,7 @@ impl Hub {
     /// their leaving is delivered in turn.
     fn deliver(&mut self) {
         loop {
-            for room in self.rooms.iter_mut() {
-                self.gone.extend(room.deliver().into_iter().map(|g| g.0));
-            }
+            self.hand_out();
             if self.gone.is_empty() {
                 return;
             }
@@ -300,6 +300,64 @@ impl Hub {
                 self.disconnect(conn);
             }
         }
+    }
+
+    /// Seal every room's batch and hand each connection its share: one
+    /// send per connection, however many of its rooms have news. A
+    /// connection in one room is handed that room's batch as it is; one in
+    /// several gets their shares joined.
+    fn hand_out(&mut self) {
+        let sealed: Vec<(RoomName, Batch, HashMap<u64, Mark>)> = self
+            .rooms
+            .iter_mut()
+            .filter_map(|room| {
+                let name = room.name().clone();
+                room.seal()
+                    .map(|(batch, joined_at)| (name, batch, joined_at))
+            })
+            .collect();
+        if sealed.is_empty() {
+            return;
+        }
+        let (mut messages, mut sends) = (0, 0);
+        let mut several: HashMap<u64, Vec<(usize, Option<Mark>)>> = HashMap::new();
+        for (i, (name, batch, joined_at)) in sealed.iter().enumerate() {
+            let Some(room) = self.rooms.get(name) else {
+                continue;
+            };
+            for (conn, sender) in room.connections() {
+                let from = joined_at.get(&conn).copied();
+                if self.conns.get(&conn).is_some_and(|c| c.rooms.len() > 1) {
+                    several.entry(conn).or_default().push((i, from));
+                    continue;
+                }
+                sends += 1;
+                match sender.try_send_batch(batch, from) {
+                    Ok(()) => messages += batch.messages_from(from),
+                    Err(e) => self.gone.push(too_slow_or_gone(conn, sender, e)),
+                }
+            }
+        }
+        for (conn, shares) in several {
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            let shares: Vec<(&Batch, Option<Mark>)> = shares
+                .iter()
+                .map(|&(i, from)| (&sealed[i].1, from))
+                .collect();
+            sends += 1;
+            match c.sender.try_send_batches(&shares) {
+                Ok(()) => {
+                    messages += shares
+                        .iter()
+                        .map(|(batch, from)| batch.messages_from(*from))
+                        .sum::<usize>();
+                }
+                Err(e) => self.gone.push(too_slow_or_gone(conn, &c.sender, e)),
+            }
+        }
+        crate::metrics::get().delivered(messages, sends);
     }
 
     /// Send `json` to one connection now; a full queue closes it as too
@@ -498,6 +556,17 @@ impl Hub {
             BusEvent::WriterUp => self.resync(),
         }
     }
+}
+
+/// A connection whose queue was full is closed as too slow (1008); either
+/// way it is gone from the hub.
+fn too_slow_or_gone(conn: u64, sender: &Sender, why: TrySend) -> u64 {
+    if matches!(why, TrySend::Full) {
+        crate::metrics::get().slow_closed();
+        log::info!("client #{conn} is too slow; closing it");
+        sender.close(CloseCode::POLICY, "too slow", false);
+    }
+    conn
 }
 
 fn now_ms() -> u64 {

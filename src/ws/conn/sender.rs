@@ -131,6 +131,28 @@ impl Sender {
         }
     }
 
+    /// Send this receiver's shares of several broadcast batches (one per
+    /// room it is in) as one hand-over: one send, however many rooms. The
+    /// shares are joined in a buffer of this receiver's own when there is
+    /// more than one.
+    pub fn try_send_batches(&self, shares: &[(&Batch, Option<Mark>)]) -> Result<(), TrySend> {
+        let mut items: Vec<Outgoing> = shares
+            .iter()
+            .filter_map(|(batch, from)| batch.for_receiver(*from, self.encoder.as_deref()))
+            .collect();
+        if items.len() > 1 {
+            let mut joined = Vec::with_capacity(items.iter().map(|i| i.as_ref().len()).sum());
+            for item in &items {
+                joined.extend_from_slice(item.as_ref());
+            }
+            items = vec![Outgoing::Owned(joined)];
+        }
+        match items.pop() {
+            Some(item) => self.try_send(item),
+            None => Ok(()),
+        }
+    }
+
     /// Encode and send a data message as one frame.
     pub fn send_message(&self, message: &Message) -> Result<(), Disconnected> {
         let (opcode, payload) = match message {
