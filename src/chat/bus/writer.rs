@@ -252,12 +252,7 @@ impl Writer {
 /// Keep what `note` says in the node's hash, before it is published.
 fn keep(pipe: &mut redis::Pipeline, key: &str, note: &Note, timeout: Duration) {
     match note {
-        Note::Alive => {
-            pipe.cmd("PEXPIRE")
-                .arg(key)
-                .arg(timeout.as_millis() as u64)
-                .ignore();
-        }
+        Note::Alive => {}
         Note::Resync { sessions, presence } => {
             pipe.cmd("DEL").arg(key).ignore();
             let mut fields: Vec<(String, String)> = sessions
@@ -272,10 +267,6 @@ fn keep(pipe: &mut redis::Pipeline, key: &str, note: &Note, timeout: Duration) {
             if !fields.is_empty() {
                 pipe.cmd("HSET").arg(key).arg(fields).ignore();
             }
-            pipe.cmd("PEXPIRE")
-                .arg(key)
-                .arg(timeout.as_millis() as u64)
-                .ignore();
         }
         Note::Here { room, user } => {
             pipe.cmd("HSET")
@@ -300,8 +291,19 @@ fn keep(pipe: &mut redis::Pipeline, key: &str, note: &Note, timeout: Duration) {
         Note::Ended { user } | Note::Moved { user, .. } => {
             pipe.cmd("HDEL").arg(key).arg(format!("s:{user}")).ignore();
         }
-        Note::Renamed { .. } | Note::Dm { .. } | Note::Typing { .. } => {}
+        Note::Renamed { .. } | Note::Dm { .. } | Note::Typing { .. } => return,
     }
+    expire(pipe, key, timeout);
+}
+
+/// The node's hash goes with the node: it lives `timeout` past the last
+/// heartbeat, and never without an expiry, even between a write and the
+/// next heartbeat.
+fn expire(pipe: &mut redis::Pipeline, key: &str, timeout: Duration) {
+    pipe.cmd("PEXPIRE")
+        .arg(key)
+        .arg(timeout.as_millis() as u64)
+        .ignore();
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
