@@ -55,6 +55,22 @@ impl RoomName {
     }
 }
 
+/// `base`, or `base-2`, `base-3`, ... : the first that `free` accepts (a
+/// guest's name when someone chose `guest-7` for themselves).
+pub fn first_free(base: &str, free: impl Fn(&str) -> bool) -> String {
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.to_owned()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .take(1000)
+        .find(|name| free(name))
+        .unwrap_or_else(|| base.to_owned())
+}
+
 impl TryFrom<String> for RoomName {
     type Error = String;
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::messages::User;
-use super::names::{RoomName, name_key};
+use super::names::{RoomName, first_free, name_key};
 
 /// Most DMs held for a session in its grace; older ones are dropped.
 pub const MAX_HELD_DMS: usize = 100;
@@ -177,19 +177,8 @@ impl Sessions {
         let token = self.tokens.next()?;
         let id = self.next_id;
         self.next_id += 1;
-        let name = name.unwrap_or_else(|| {
-            let guest = format!("guest-{id}");
-            (1..)
-                .map(|n| {
-                    if n == 1 {
-                        guest.clone()
-                    } else {
-                        format!("{guest}-{n}")
-                    }
-                })
-                .find(|n| self.name_free(n, None))
-                .unwrap_or(guest)
-        });
+        let name =
+            name.unwrap_or_else(|| first_free(&format!("guest-{id}"), |n| self.name_free(n, None)));
         self.by_name.insert(name_key(&name), id);
         self.by_token.insert(token.clone(), id);
         let session = Session {

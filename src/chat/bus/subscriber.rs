@@ -155,16 +155,7 @@ impl Subscriber {
 
     /// Every room in Redis: what this node has not handed on yet.
     fn catch_up(&mut self, reader: &mut Connection) -> RedisResult<Result<(), Stop>> {
-        let keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(wire::ROOM_PATTERN)
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter(reader)?
-            .collect::<RedisResult<_>>()?;
-        for key in keys {
+        for key in scan(reader, wire::ROOM_PATTERN)? {
             let Some(room) = wire::room_of_key(&key) else {
                 continue;
             };
@@ -238,17 +229,22 @@ impl Subscriber {
 /// The hub is gone: stop.
 struct Stop;
 
-/// Every node's hash: its sessions and presence.
-fn read_nodes(con: &mut Connection) -> RedisResult<Vec<NodeState>> {
-    let keys: Vec<String> = redis::cmd("SCAN")
+/// Every key matching `pattern` (`SCAN`, so Redis is never blocked).
+fn scan(con: &mut Connection, pattern: &str) -> RedisResult<Vec<String>> {
+    redis::cmd("SCAN")
         .cursor_arg(0)
         .arg("MATCH")
-        .arg(wire::NODE_PATTERN)
+        .arg(pattern)
         .arg("COUNT")
         .arg(1000)
         .clone()
         .iter(con)?
-        .collect::<RedisResult<_>>()?;
+        .collect()
+}
+
+/// Every node's hash: its sessions and presence.
+fn read_nodes(con: &mut Connection) -> RedisResult<Vec<NodeState>> {
+    let keys = scan(con, wire::NODE_PATTERN)?;
     let mut nodes = Vec::with_capacity(keys.len());
     for key in keys {
         let Some(node) = wire::node_of_key(&key) else {

@@ -319,16 +319,9 @@ impl Hub {
     /// Local session `user` claimed a name another node's session claimed
     /// first: it becomes a guest, and its connections are told.
     fn lose_name(&mut self, user: u64) {
-        let guest = (1..)
-            .map(|n| {
-                if n == 1 {
-                    format!("guest-{user}")
-                } else {
-                    format!("guest-{user}-{n}")
-                }
-            })
-            .find(|n| self.name_free(n, Some(user)))
-            .unwrap_or_else(|| format!("guest-{user}"));
+        let guest = crate::chat::names::first_free(&format!("guest-{user}"), |n| {
+            self.name_free(n, Some(user))
+        });
         let Some(old) = self.sessions.get(user).map(|s| s.user.name.clone()) else {
             return;
         };

@@ -286,16 +286,7 @@ impl Hub {
     /// A guest name free on every node: `guest-` and a number.
     fn guest_name(&self) -> String {
         let base = format!("guest-{}", self.sessions.len() + 1);
-        (1..)
-            .map(|n| {
-                if n == 1 {
-                    base.clone()
-                } else {
-                    format!("{base}-{n}")
-                }
-            })
-            .find(|n| self.name_free(n, None))
-            .unwrap_or(base)
+        crate::chat::names::first_free(&base, |n| self.name_free(n, None))
     }
 }
 
