@@ -582,3 +582,38 @@ fn nothing_acknowledged_is_lost_and_nothing_invented_while_redis_restarts_under_
         delivered.len()
     );
 }
+
+#[test]
+fn users_of_a_killed_node_keep_their_names_for_the_grace_and_resume_elsewhere() {
+    let redis = Redis::start("orphans");
+    let flags = ["--node-timeout", "3", "--session-grace", "30"];
+    let mut n1 = node(&redis, &flags);
+    let n2 = node(&redis, &flags);
+    let mut alice = Client::named(&n1, "alice");
+    let mut bob = Client::named(&n2, "bob");
+    until_present(&mut bob, "lobby", "alice");
+    until_present(&mut alice, "lobby", "bob");
+    let (token, id) = (alice.token(), alice.id());
+    let last = alice.say("lobby", "before the crash")["id"]
+        .as_u64()
+        .unwrap();
+    n1.kill9();
+    bob.until(|v| v["type"] == "leave" && v["user"]["id"] == id);
+    // Her name is still hers: the grace did not end with her node.
+    let mut carol = Client::named(&n2, "alice");
+    assert_eq!(carol.next_of("error")["code"], "name_taken");
+    bob.say("lobby", "while she was away");
+    // She comes back through the other node with her token.
+    let alice = Client::hello(
+        &n2,
+        json!({"type": "hello", "session": token, "rooms": {"lobby": last}}),
+    );
+    assert_eq!(
+        (alice.id(), alice.welcome["you"]["name"].as_str()),
+        (id, Some("alice"))
+    );
+    let history = &alice.joined("lobby")["history"];
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["text"], "while she was away");
+    drop(alice);
+}

@@ -4,8 +4,9 @@
 //! heard from.
 //!
 //! A node not heard from for `--node-timeout` is taken for dead: its users
-//! leave every presence list and its names are free once no other node
-//! holds their sessions. Between nodes a name belongs to the first session
+//! leave every presence list, and its sessions are kept here for
+//! `--session-grace` as if in their grace — a client back on this node with
+//! its token takes its session up — after which their names are free. Between nodes a name belongs to the first session
 //! claimed with it in the bus's order, which every node sees the same.
 
 use std::collections::{HashMap, HashSet};
@@ -42,15 +43,20 @@ pub struct Nodes {
     nodes: HashMap<String, Node>,
     /// Names held on other nodes (by [`name_key`]) → the user id holding it.
     names: HashMap<String, u64>,
+    /// Sessions of dead nodes, in the grace they get here, until when.
+    orphans: HashMap<u64, (SessionInfo, Instant)>,
+    grace: Duration,
 }
 
 impl Nodes {
-    pub fn new(me: String, timeout: Duration) -> Nodes {
+    pub fn new(me: String, timeout: Duration, grace: Duration) -> Nodes {
         Nodes {
             me,
             timeout,
             nodes: HashMap::new(),
             names: HashMap::new(),
+            orphans: HashMap::new(),
+            grace,
         }
     }
 
@@ -70,6 +76,7 @@ impl Nodes {
     pub fn session(&mut self, node: &str, session: SessionInfo, now: Instant) -> bool {
         let id = session.user.id;
         let key = name_key(&session.user.name);
+        self.orphans.remove(&id);
         self.heard(node, now).sessions.insert(id, session);
         self.names.retain(|k, owner| *owner != id || *k == key);
         match self.names.get(&key) {
@@ -89,9 +96,32 @@ impl Nodes {
         }
     }
 
-    /// Does any other node hold session `id`?
+    /// Does any other node hold session `id` (or did a dead one, still in
+    /// its grace)?
     pub fn holds(&self, id: u64) -> bool {
-        self.nodes.values().any(|n| n.sessions.contains_key(&id))
+        self.orphans.contains_key(&id) || self.nodes.values().any(|n| n.sessions.contains_key(&id))
+    }
+
+    /// Session `id` of a dead node is taken up here.
+    pub fn adopted(&mut self, id: u64) {
+        self.orphans.remove(&id);
+    }
+
+    /// End the graces of dead nodes' sessions that are over: their names
+    /// are free.
+    pub fn end_orphans(&mut self, now: Instant) {
+        let over: Vec<u64> = self
+            .orphans
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            self.orphans.remove(&id);
+            if !self.holds(id) {
+                self.names.retain(|_, owner| *owner != id);
+            }
+        }
     }
 
     /// The user id holding `name` on another node.
@@ -105,6 +135,7 @@ impl Nodes {
         self.nodes
             .values()
             .find_map(|n| n.sessions.get(&id))
+            .or_else(|| self.orphans.get(&id).map(|(s, _)| s))
             .map(|s| s.user.clone())
     }
 
@@ -115,6 +146,7 @@ impl Nodes {
             .nodes
             .values()
             .flat_map(|n| n.sessions.values())
+            .chain(self.orphans.values().map(|(s, _)| s))
             .filter(|s| s.token_hash == hash);
         let first = found.next()?;
         if first.grace.is_some() {
@@ -140,7 +172,7 @@ impl Nodes {
 
     /// Replace what is known of `node` by `state`; returns what it was.
     pub fn replace(&mut self, state: NodeState, now: Instant) -> Option<Node> {
-        let old = self.forget(&state.node);
+        let old = self.forget(&state.node, now);
         let node = self.heard(&state.node, now);
         node.presence = state
             .presence
@@ -154,13 +186,30 @@ impl Nodes {
         old
     }
 
-    /// Forget `node` (it died, or restarted); returns what it had.
-    pub fn forget(&mut self, node: &str) -> Option<Node> {
+    /// Forget `node` (it died, or restarted); returns what it had. Its
+    /// sessions that no other node holds enter their grace here, in the
+    /// rooms the node had them in.
+    pub fn forget(&mut self, node: &str, now: Instant) -> Option<Node> {
         let old = self.nodes.remove(node)?;
-        for id in old.sessions.keys() {
-            if !self.holds(*id) {
-                self.names.retain(|_, owner| owner != id);
+        for (id, session) in &old.sessions {
+            if self.holds(*id) {
+                continue;
             }
+            if self.grace.is_zero() {
+                self.names.retain(|_, owner| owner != id);
+                continue;
+            }
+            let mut orphan = session.clone();
+            if orphan.grace.is_none() {
+                let rooms = old
+                    .presence
+                    .keys()
+                    .filter(|(_, user)| user == id)
+                    .map(|(room, _)| (room.clone(), 0))
+                    .collect();
+                orphan.grace = Some(rooms);
+            }
+            self.orphans.insert(*id, (orphan, now + self.grace));
         }
         Some(old)
     }
@@ -198,7 +247,7 @@ mod tests {
     #[test]
     fn the_first_claim_of_a_name_wins_and_a_rename_frees_the_old_one() {
         let now = Instant::now();
-        let mut n = Nodes::new("me".into(), Duration::from_secs(10));
+        let mut n = Nodes::new("me".into(), Duration::from_secs(10), Duration::ZERO);
         assert!(n.session("a", info(1, "Alice", "t1"), now));
         assert!(
             !n.session("b", info(2, "alice", "t2"), now),
@@ -214,20 +263,27 @@ mod tests {
     #[test]
     fn a_silent_node_is_dead_and_its_names_free() {
         let now = Instant::now();
-        let mut n = Nodes::new("me".into(), Duration::from_secs(10));
+        let mut n = Nodes::new("me".into(), Duration::from_secs(10), Duration::from_secs(5));
         n.session("a", info(1, "alice", "t1"), now);
         n.heard("b", now + Duration::from_secs(8));
         let later = now + Duration::from_secs(11);
         assert_eq!(n.silent(later), ["a"]);
-        let gone = n.forget("a").unwrap();
+        let gone = n.forget("a", later).unwrap();
         assert_eq!(gone.sessions.len(), 1);
+        // In its grace here: the name is still taken, the token still good.
+        assert_eq!(n.owner("alice"), Some(1));
+        assert!(n.by_token("t1").unwrap().grace.is_some());
+        n.end_orphans(later + Duration::from_secs(4));
+        assert_eq!(n.owner("alice"), Some(1));
+        n.end_orphans(later + Duration::from_secs(5));
         assert_eq!(n.owner("alice"), None);
+        assert!(n.by_token("t1").is_none());
     }
 
     #[test]
     fn a_session_held_on_two_nodes_keeps_its_name_until_both_end_it() {
         let now = Instant::now();
-        let mut n = Nodes::new("me".into(), Duration::from_secs(10));
+        let mut n = Nodes::new("me".into(), Duration::from_secs(10), Duration::ZERO);
         n.session("a", info(1, "alice", "t1"), now);
         let mut grace = info(1, "alice", "t1");
         grace.grace = Some(vec![]);

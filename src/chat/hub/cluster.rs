@@ -31,9 +31,9 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(node: String, timeout: Duration) -> Cluster {
+    pub fn new(node: String, timeout: Duration, grace: Duration) -> Cluster {
         Cluster {
-            nodes: Nodes::new(node, timeout),
+            nodes: Nodes::new(node, timeout, grace),
             outgoing: Batch::default(),
             pending_claims: HashMap::new(),
             next_check: Instant::now() + HEARTBEAT,
@@ -125,6 +125,9 @@ impl Hub {
             info.user.id,
             info.user.name
         );
+        if let Some(cluster) = &mut self.cluster {
+            cluster.nodes.adopted(info.user.id);
+        }
         let id = self.sessions.adopt(conn, info.user, token).user.id;
         Some((
             id,
@@ -399,6 +402,7 @@ impl Hub {
             return;
         }
         cluster.next_check = now + HEARTBEAT;
+        cluster.nodes.end_orphans(now);
         for node in cluster.nodes.silent(now) {
             self.forget_node(&node, "silent for --node-timeout");
         }
@@ -408,7 +412,7 @@ impl Hub {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let Some(old) = cluster.nodes.forget(node) else {
+        let Some(old) = cluster.nodes.forget(node, Instant::now()) else {
             return;
         };
         log::info!(

@@ -182,7 +182,11 @@ impl Hub {
         self.rooms =
             std::mem::replace(&mut self.rooms, Rooms::new(0, 0, Reloaded::default())).clustered();
         self.bus = Some(bus);
-        self.cluster = Some(cluster::Cluster::new(node, node_timeout));
+        self.cluster = Some(cluster::Cluster::new(
+            node,
+            node_timeout,
+            self.config.session_grace,
+        ));
         Ok(self)
     }
 
