@@ -1,4 +1,6 @@
-// nginx in front of a wschat, as deploy/nginx.conf sets it up, for the browser tests.
+// nginx in front of a wschat, as deploy/nginx.conf sets it up, for the browser tests
+// (or in front of several nodes, as deploy/nginx-cluster.conf does: `new Nginx(label,
+// { conf: CLUSTER_CONF })`, started with the nodes' ports; see clusterTestConfig).
 //
 // The config is deploy/nginx.conf itself with only these lines replaced (each must
 // match exactly once, so an edit of the file that breaks this copy fails the test):
@@ -22,6 +24,7 @@ import { ROOT, LOGS, WAIT } from './lib.mjs';
 
 export const NGINX = process.env.NGINX || '/usr/sbin/nginx';
 export const DEPLOY_CONF = path.join(ROOT, 'deploy', 'nginx.conf');
+export const CLUSTER_CONF = path.join(ROOT, 'deploy', 'nginx-cluster.conf');
 
 // Still running when node exits (a crash between start and stop): killed.
 const running = new Set();
@@ -36,13 +39,24 @@ export function freePort() {
   });
 }
 
-// deploy/nginx.conf with the test's ports, paths and certificate.
-export function testConfig(text, { user, httpsPort, httpPort, upstreamPort, dir }) {
-  const replacements = [
+// `text` with each [from, to, times = 1] replaced; `from` must be found exactly `times`
+// times, so that an edit of the file that breaks the test's copy fails the test.
+function replaceAll(text, replacements, file) {
+  let out = text;
+  for (const [from, to, times = 1] of replacements) {
+    const n = out.split(from).length - 1;
+    if (n !== times) throw new Error(`${file}: expected "${from}" ${times === 1 ? 'once' : `${times} times`}, found it ${n} times; update tests/e2e/nginx.mjs`);
+    out = out.split(from).join(to);
+  }
+  return out;
+}
+
+// The lines both files share: user, logs (and the temp paths), listen ports, certificate.
+function commonReplacements({ user, httpsPort, httpPort, dir }, accessLog) {
+  return [
     ['user www-data;', `user ${user};`],
     ['error_log /var/log/nginx/error.log;', `error_log ${dir}/error.log;`],
-    ['access_log /var/log/nginx/access.log;', `access_log ${dir}/access.log;\n    client_body_temp_path ${dir}/client_body;\n    proxy_temp_path ${dir}/proxy;\n    fastcgi_temp_path ${dir}/fastcgi;\n    uwsgi_temp_path ${dir}/uwsgi;\n    scgi_temp_path ${dir}/scgi;`],
-    ['server 127.0.0.1:8080;', `server 127.0.0.1:${upstreamPort};`],
+    [`access_log /var/log/nginx/access.log${accessLog};`, `access_log ${dir}/access.log${accessLog};\n    client_body_temp_path ${dir}/client_body;\n    proxy_temp_path ${dir}/proxy;\n    fastcgi_temp_path ${dir}/fastcgi;\n    uwsgi_temp_path ${dir}/uwsgi;\n    scgi_temp_path ${dir}/scgi;`],
     ['listen 80;', `listen 127.0.0.1:${httpPort};`],
     ['listen [::]:80;', ''],
     ['listen 443 ssl;', `listen 127.0.0.1:${httpsPort} ssl;`],
@@ -50,23 +64,42 @@ export function testConfig(text, { user, httpsPort, httpPort, upstreamPort, dir 
     ['/etc/letsencrypt/live/chat.example.org/fullchain.pem;', `${dir}/cert.pem;`],
     ['/etc/letsencrypt/live/chat.example.org/privkey.pem;', `${dir}/key.pem;`],
   ];
-  let out = text;
-  for (const [from, to] of replacements) {
-    const n = out.split(from).length - 1;
-    if (n !== 1) throw new Error(`deploy/nginx.conf: expected "${from}" once, found it ${n} times; update tests/e2e/nginx.mjs`);
-    out = out.replace(from, to);
-  }
-  return out;
+}
+
+// deploy/nginx.conf with the test's ports, paths and certificate.
+export function testConfig(text, { user, httpsPort, httpPort, upstreamPort, dir }) {
+  return replaceAll(text, [
+    ...commonReplacements({ user, httpsPort, httpPort, dir }, ''),
+    ['server 127.0.0.1:8080;', `server 127.0.0.1:${upstreamPort};`],
+  ], 'deploy/nginx.conf');
+}
+
+// deploy/nginx-cluster.conf with the test's ports, paths and certificate, and the two
+// nodes' ports for 8081 and 8082. Each node is a `server` line in three upstreams (all
+// the nodes; its own group; the other node's group, as its backup), so each of those
+// is expected three times; the rest once, as in testConfig.
+export const CLUSTER_NODE_PORTS = [8081, 8082];
+export function clusterTestConfig(text, { user, httpsPort, httpPort, upstreamPorts, dir }) {
+  if (upstreamPorts.length !== CLUSTER_NODE_PORTS.length) throw new Error(`deploy/nginx-cluster.conf has ${CLUSTER_NODE_PORTS.length} nodes, not ${upstreamPorts.length}`);
+  const n = CLUSTER_NODE_PORTS.length;
+  return replaceAll(text, [
+    ...commonReplacements({ user, httpsPort, httpPort, dir }, ' wschat'),
+    ...CLUSTER_NODE_PORTS.map((p, i) => [`server 127.0.0.1:${p} `, `server 127.0.0.1:${upstreamPorts[i]} `, n + 1]),
+  ], 'deploy/nginx-cluster.conf');
 }
 
 // GET from 127.0.0.1:port, over https (certificate unchecked: it is the test's own) unless
 // `secure` is false; resolves to the status and the Location header.
-export function get(port, urlPath, { secure = true, timeout = 2000 } = {}) {
+// `headers` are sent as they are (e.g. { Cookie: 'wschat_node=n2' }); with `body`, the
+// answer's body is in it too.
+export function get(port, urlPath, { secure = true, timeout = 2000, headers = {}, body = false } = {}) {
   return new Promise((resolve, reject) => {
-    const opts = { host: '127.0.0.1', port, path: urlPath, timeout, ...(secure ? { rejectUnauthorized: false } : {}) };
+    const opts = { host: '127.0.0.1', port, path: urlPath, timeout, headers, ...(secure ? { rejectUnauthorized: false } : {}) };
     const req = (secure ? https : http).get(opts, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode, location: res.headers.location }));
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, location: res.headers.location, ...(body ? { body: text } : {}) }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -74,8 +107,10 @@ export function get(port, urlPath, { secure = true, timeout = 2000 } = {}) {
 }
 
 export class Nginx {
-  constructor(label) {
+  // `conf`: DEPLOY_CONF (one wschat) or CLUSTER_CONF (its nodes).
+  constructor(label, { conf = DEPLOY_CONF } = {}) {
     this.label = label;
+    this.conf = conf;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-nginx-'));
     this.logPath = path.join(LOGS, `${label}-nginx.log`);
     this.proc = null;
@@ -85,7 +120,8 @@ export class Nginx {
 
   get url() { return `https://127.0.0.1:${this.port}/chat/`; }
 
-  // Starts nginx in front of 127.0.0.1:upstreamPort and waits until /chat/healthz answers 200 through it.
+  // Starts nginx in front of 127.0.0.1:upstreamPort (CLUSTER_CONF: an array, the nodes'
+  // ports) and waits until /chat/healthz answers 200 through it.
   async start(upstreamPort) {
     if (!fs.existsSync(NGINX)) throw new Error(`${NGINX} not found: apt-get install nginx (scripts/test-browser does)`);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
@@ -103,9 +139,11 @@ export class Nginx {
     this.port = await freePort();
     this.httpPort = await freePort();
     const conf = path.join(this.dir, 'nginx.conf');
-    fs.writeFileSync(conf, testConfig(fs.readFileSync(DEPLOY_CONF, 'utf8'), {
-      user: os.userInfo().username, httpsPort: this.port, httpPort: this.httpPort, upstreamPort, dir: this.dir,
-    }));
+    const params = { user: os.userInfo().username, httpsPort: this.port, httpPort: this.httpPort, dir: this.dir };
+    const text = fs.readFileSync(this.conf, 'utf8');
+    fs.writeFileSync(conf, this.conf === CLUSTER_CONF
+      ? clusterTestConfig(text, { ...params, upstreamPorts: upstreamPort })
+      : testConfig(text, { ...params, upstreamPort }));
     const args = ['-p', this.dir, '-c', conf, '-e', path.join(this.dir, 'error.log'), '-g', `daemon off; pid ${path.join(this.dir, 'nginx.pid')};`];
     fs.appendFileSync(this.logPath, `\n=== start: ${NGINX} ${args.join(' ')}\n`);
     const proc = spawn(NGINX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -128,6 +166,11 @@ export class Nginx {
       if (Date.now() > deadline) throw new Error(`nginx: https://127.0.0.1:${this.port}/chat/healthz did not answer 200 within ${WAIT} ms:\n${this.errorLog()}`);
       await sleep(50);
     }
+  }
+
+  // The access log so far (a request's line is written when it ends: a WebSocket's when it closes).
+  accessLog() {
+    try { return fs.readFileSync(path.join(this.dir, 'access.log'), 'utf8'); } catch { return ''; }
   }
 
   errorLog() {
@@ -153,7 +196,7 @@ export class Nginx {
         await p.exited;
       }
     }
-    if (p) fs.appendFileSync(this.logPath, `--- error.log\n${this.errorLog()}`);
+    if (p) fs.appendFileSync(this.logPath, `--- error.log\n${this.errorLog()}${this.conf === CLUSTER_CONF ? `--- access.log\n${this.accessLog()}` : ''}`);
     this.proc = null;
     if (!keepDir) fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,0 +1,160 @@
+// A cluster for the browser tests: a real redis-server (Debian's package) and
+// wschat nodes sharing it (--redis, --node).
+//
+// Redis runs on a free loopback port with no persistence (--save '' --appendonly
+// no) in a fresh temporary folder, spawned without a shell (so the child's PID is
+// redis-server itself) and stopped by that PID. The nodes are lib.mjs's Server with
+// the cluster's flags and without --history-file (Redis holds the history then, and
+// wschat refuses both), stopped by their PIDs as well.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Server, BIN, WWW, LOGS, WAIT, assert } from './lib.mjs';
+import { freePort } from './nginx.mjs';
+
+export const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
+
+// Still running when node exits (a crash between start and stop): killed.
+const running = new Set();
+process.on('exit', () => { for (const p of running) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
+
+// One round trip of the Redis protocol: PING, answered +PONG.
+function ping(port, timeout = 1000) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    const done = (ok) => { clearTimeout(timer); s.destroy(); resolve(ok); };
+    const timer = setTimeout(() => done(false), timeout);
+    s.once('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => { got += d; if (got.includes('\r\n')) done(got.startsWith('+PONG')); });
+    s.once('error', () => done(false));
+  });
+}
+
+export class Redis {
+  constructor(label) {
+    this.label = label;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-redis-'));
+    this.logPath = path.join(LOGS, `${label}-redis.log`);
+    fs.writeFileSync(this.logPath, '');
+    this.port = 0;
+    this.proc = null;
+  }
+
+  get url() { return `redis://127.0.0.1:${this.port}`; }
+
+  // Starts redis-server on a free port and waits until it answers PING.
+  async start() {
+    if (!fs.existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} not found: apt-get install redis-server (scripts/test-browser does)`);
+    let lastErr;
+    // A free port can be taken by someone else before redis binds it: try again with others.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try { return await this.#startOnce(); } catch (e) { lastErr = e; await this.stop({ keepDir: true }); }
+    }
+    throw lastErr;
+  }
+
+  async #startOnce() {
+    this.port = await freePort();
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir];
+    fs.appendFileSync(this.logPath, `\n=== start: ${REDIS_SERVER} ${args.map((a) => a === '' ? "''" : a).join(' ')}\n`);
+    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(proc);
+    this.proc = proc;
+    proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
+      running.delete(proc);
+      fs.appendFileSync(this.logPath, `=== exit: code=${code} signal=${sig}\n`);
+      resolve({ code, sig });
+    }));
+    for (const s of [proc.stdout, proc.stderr]) s.on('data', (d) => fs.appendFileSync(this.logPath, d));
+    const deadline = Date.now() + WAIT;
+    for (;;) {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`redis-server exited at start (${proc.exitCode ?? proc.signalCode}); see ${this.logPath}`);
+      }
+      // Our own child answers: not someone else's redis that held the port first.
+      if (await ping(this.port) && proc.exitCode === null) return this;
+      if (Date.now() > deadline) throw new Error(`redis-server: no PONG on port ${this.port} within ${WAIT} ms; see ${this.logPath}`);
+      await sleep(50);
+    }
+  }
+
+  // SIGTERM, bounded; then SIGKILL.
+  async stop({ keepDir = false } = {}) {
+    const p = this.proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGTERM');
+      const gone = await Promise.race([p.exited.then(() => true), sleep(5000).then(() => false)]);
+      if (!gone) { p.kill('SIGKILL'); await p.exited; }
+    }
+    this.proc = null;
+    if (!keepDir) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// One wschat node of the cluster on `redis`: Server's log, kill and stop, with its
+// own start (the flags of a node, no --history-file).
+export class ClusterNode extends Server {
+  constructor(label, redis, node, args = []) {
+    super(label, null);
+    this.redis = redis;
+    this.node = node;
+    this.args = args;
+  }
+
+  async start() {
+    assert.ok(fs.existsSync(BIN), `server binary ${BIN} not found: run cargo build --release --bin wschat`);
+    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--redis', this.redis.url, '--node', this.node, ...this.args];
+    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env };
+    this.log(`\n=== start: ${BIN} ${args.join(' ')}\n`);
+    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    running.add(proc);
+    this.proc = proc;
+    proc.exitedPromise = new Promise((resolve) => proc.once('exit', (code, sig) => {
+      running.delete(proc);
+      this.log(`=== exit: code=${code} signal=${sig}\n`);
+      resolve({ code, sig });
+    }));
+    proc.stderr.on('data', (d) => this.log(d.toString()));
+    let out = '';
+    this.port = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.label}: no "http://127.0.0.1:PORT/" line on stdout within ${WAIT} ms; see ${this.logPath}`)), WAIT);
+      proc.stdout.on('data', (d) => {
+        const s = d.toString();
+        this.log(s);
+        out += s;
+        const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
+        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      });
+      proc.once('error', (e) => { clearTimeout(timer); reject(e); });
+      proc.exitedPromise.then(({ code, sig }) => { clearTimeout(timer); reject(new Error(`${this.label}: exited early (code ${code}, signal ${sig}); see ${this.logPath}`)); });
+    });
+    // Ready: /healthz is 200 once the node reaches Redis.
+    const deadline = Date.now() + WAIT;
+    for (;;) {
+      let last = '';
+      try {
+        const r = await fetch(`${this.httpUrl}healthz`, { signal: AbortSignal.timeout(2000) });
+        if (r.status === 200) return this;
+        last = `${r.status} ${await r.text()}`;
+      } catch (e) { last = String(e); }
+      if (Date.now() > deadline) throw new Error(`${this.label}: /healthz not 200 within ${WAIT} ms (last: ${last}); see ${this.logPath}`);
+      await sleep(50);
+    }
+  }
+
+  // Waits until this node's log has a line matching `re`; resolves to the match.
+  async waitLog(re, timeout = WAIT) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const m = re.exec(this.logText());
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`${this.label}: no line matching ${re} within ${timeout} ms in ${this.logPath}:\n${this.logText().split('\n').slice(-15).join('\n')}`);
+      await sleep(50);
+    }
+  }
+}
