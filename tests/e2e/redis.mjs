@@ -58,8 +58,16 @@ export class Redis {
     throw lastErr;
   }
 
-  async #startOnce() {
-    this.port = await freePort();
+  // Stops it and starts it again on the same port, empty (it keeps nothing on disk):
+  // a Redis restarted without persistence.
+  async restart() {
+    const port = this.port;
+    await this.stop({ keepDir: true });
+    return this.#startOnce(port);
+  }
+
+  async #startOnce(port = 0) {
+    this.port = port || await freePort();
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir];
     fs.appendFileSync(this.logPath, `\n=== start: ${REDIS_SERVER} ${args.map((a) => a === '' ? "''" : a).join(' ')}\n`);
     const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
