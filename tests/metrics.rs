@@ -275,9 +275,10 @@ fn a_client_in_two_busy_rooms_is_handed_one_send_per_batch() {
     let hello = |name: &str| serde_json::json!({"type": "hello", "name": name, "rooms": {"lobby": null, "rust": null}});
     let mut watcher = ChatClient::join_with(server.addr, hello("watcher"));
     let mut sender = ChatClient::join_with(server.addr, hello("sender"));
-    // The sender's join reached the watcher: nothing else is pending.
+    // The sender's join reached the watcher in both rooms, and the hub has
+    // counted that batch: nothing else is pending.
     watcher.wait_for(WAIT, "the sender's join", |v| v["type"] == "join");
-    let before = scrape(metrics);
+    let before = wait_for(metrics, "wschat_messages_delivered_total", |n| n >= 2.0);
     const COUNT: usize = 400;
     let mut burst = Vec::new();
     for k in 0..COUNT {

@@ -335,9 +335,13 @@ impl Hub {
                     several.entry(conn).or_default().push((i, from));
                     continue;
                 }
+                let share = batch.messages_from(from);
+                if share == 0 {
+                    continue;
+                }
                 sends += 1;
                 match sender.try_send_batch(batch, from) {
-                    Ok(()) => messages += batch.messages_from(from),
+                    Ok(()) => messages += share,
                     Err(e) => self.gone.push(too_slow_or_gone(conn, sender, e)),
                 }
             }
@@ -350,14 +354,16 @@ impl Hub {
                 .iter()
                 .map(|&(i, from)| (&sealed[i].1, from))
                 .collect();
+            let share: usize = shares
+                .iter()
+                .map(|(batch, from)| batch.messages_from(*from))
+                .sum();
+            if share == 0 {
+                continue;
+            }
             sends += 1;
             match c.sender.try_send_batches(&shares) {
-                Ok(()) => {
-                    messages += shares
-                        .iter()
-                        .map(|(batch, from)| batch.messages_from(*from))
-                        .sum::<usize>();
-                }
+                Ok(()) => messages += share,
                 Err(e) => self.gone.push(too_slow_or_gone(conn, &c.sender, e)),
             }
         }
