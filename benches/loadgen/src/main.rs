@@ -27,6 +27,7 @@
 
 mod check;
 mod conn;
+mod redisinfo;
 mod soak;
 mod sys;
 mod table;
@@ -45,7 +46,7 @@ use serde_json::{Map, Value, json};
 use conn::{Stats, Text};
 use soak::Sampler;
 use sys::Proc;
-use worker::{AFTER, DRAIN, Plan, SEND, SETTLE, STOP, Shared};
+use worker::{AFTER, DRAIN, Plan, SEND, SETTLE, STOP, Shared, Target};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,9 +54,12 @@ use worker::{AFTER, DRAIN, Plan, SEND, SETTLE, STOP, Shared};
     about = "WebSocket load generator (see benches/README.md)"
 )]
 struct Args {
-    /// Server to load: ws://127.0.0.1:PORT/PATH (loopback only).
+    /// Server to load: ws://127.0.0.1:PORT/PATH (loopback only). Give it
+    /// several times to spread the clients over several servers (the nodes
+    /// of a cluster): they alternate, and with `--rooms` every room has
+    /// members on every server (see `worker::target_of`).
     #[arg(long)]
-    url: Option<String>,
+    url: Vec<String>,
     /// Connections to open (churn: concurrent connect/send/close loops).
     #[arg(long, default_value_t = 100)]
     clients: usize,
@@ -130,9 +134,17 @@ struct Args {
     /// it passed.
     #[arg(long)]
     verdict: bool,
-    /// The server's PID, for its CPU time and RSS from /proc.
+    /// The server's PID, for its CPU time and RSS from /proc. Give it
+    /// several times (a cluster's nodes and its Redis) to count them
+    /// together: CPU, RSS, threads and context switches are summed, and
+    /// each one's CPU is reported too (`server_cpu_s_each`).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// A cluster's Redis (HOST:PORT, loopback): read `INFO stats
+    /// commandstats` before the send phase and after the drain, and report
+    /// its commands and reads per message sent (see `redisinfo.rs`).
+    #[arg(long, value_name = "HOST:PORT")]
+    redis: Option<String>,
     /// Event-loop threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -199,14 +211,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+/// A `ws://` URL's server, which must be on this machine.
+fn target(url: &str) -> Result<Target, String> {
+    let (authority, path) = wschat::ws::client::split_url(url).map_err(|e| e.to_string())?;
+    let addr = loopback(&authority)?;
+    Ok(Target {
+        addr,
+        host: authority,
+        path,
+    })
 }
 
-/// Ok(false): the run took place, and `--verdict` failed it.
-fn run(args: &Args) -> Result<bool, String> {
-    let url = args.url.as_deref().ok_or("--url is required")?;
-    let (authority, path) = wschat::ws::client::split_url(url).map_err(|e| e.to_string())?;
+fn loopback(authority: &str) -> Result<std::net::SocketAddr, String> {
     let addr = authority
         .to_socket_addrs()
         .map_err(|e| format!("{authority}: {e}"))?
@@ -217,6 +233,29 @@ fn run(args: &Args) -> Result<bool, String> {
             "{addr} is not a loopback address; loadgen only loads this machine"
         ));
     }
+    Ok(addr)
+}
+
+/// Each process's CPU seconds, in `--server-pid` order.
+fn each_cpu(server: &Proc) -> Vec<Option<f64>> {
+    server.members().iter().map(Proc::cpu_seconds).collect()
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Ok(false): the run took place, and `--verdict` failed it.
+fn run(args: &Args) -> Result<bool, String> {
+    if args.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    let targets = args
+        .url
+        .iter()
+        .map(|url| target(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let redis = args.redis.as_deref().map(loopback).transpose()?;
     if args.clients == 0 || args.threads == 0 {
         return Err("--clients and --threads must be at least 1".into());
     }
@@ -226,7 +265,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if (args.idle || args.churn) && (args.churners > 0 || args.verdict) {
         return Err("--churners and --verdict are for the default mode".into());
     }
-    if args.server_pid.is_none() && (args.samples.is_some() || args.threads_back > 0.0) {
+    if args.server_pid.is_empty() && (args.samples.is_some() || args.threads_back > 0.0) {
         return Err("--samples and --threads-back need --server-pid".into());
     }
     let senders = if args.idle || args.churn {
@@ -235,7 +274,12 @@ fn run(args: &Args) -> Result<bool, String> {
         args.senders.min(args.clients)
     };
     let ticks = sys::clock_ticks();
-    let server = args.server_pid.map(|p| Proc::new(p.to_string(), ticks));
+    let server = (!args.server_pid.is_empty()).then(|| {
+        Proc::group(
+            args.server_pid.iter().map(|p| p.to_string()).collect(),
+            ticks,
+        )
+    });
     let me = Proc::new("self", ticks);
     let server_rss = || server.as_ref().and_then(Proc::rss_bytes);
     let server_cpu = || server.as_ref().and_then(Proc::cpu_seconds);
@@ -265,9 +309,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let workers: Vec<_> = (0..threads)
         .map(|w| {
             let plan = Plan {
-                addr,
-                host: authority.clone(),
-                path: path.clone(),
+                targets: targets.clone(),
                 indices: (w..args.clients).step_by(threads).collect(),
                 senders,
                 rooms: args.rooms,
@@ -296,9 +338,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let churn_shared = Arc::new(Shared::new());
     let churn_workers: Vec<_> = if args.churners > 0 {
         let plan = Plan {
-            addr,
-            host: authority.clone(),
-            path: path.clone(),
+            targets: targets.clone(),
             indices: (0..args.churners).collect(),
             senders: 0,
             rooms: 0,
@@ -343,6 +383,9 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     out.insert("mode".into(), json!(mode));
     out.insert("clients".into(), json!(args.clients));
+    if targets.len() > 1 {
+        out.insert("nodes".into(), json!(targets.len()));
+    }
     out.insert("senders".into(), json!(senders));
     if args.rooms > 0 {
         out.insert("rooms".into(), json!(args.rooms));
@@ -500,6 +543,8 @@ fn run(args: &Args) -> Result<bool, String> {
     // Send phase, then drain.
     let cs0 = server.as_ref().and_then(Proc::context_switches);
     let split0 = server.as_ref().and_then(Proc::cpu_split);
+    let redis0 = redis.map(redisinfo::snapshot).transpose()?;
+    let each0 = server.as_ref().map(each_cpu);
     let cpu0 = server_cpu();
     let me0 = me.cpu_seconds();
     let t_send = shared.now_ns();
@@ -530,6 +575,8 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let t_end = shared.now_ns();
     let cpu1 = server_cpu();
+    let each1 = server.as_ref().map(each_cpu);
+    let redis1 = redis.map(redisinfo::snapshot).transpose()?;
     let split1 = server.as_ref().and_then(Proc::cpu_split);
     let me1 = me.cpu_seconds();
     let rss_end = server_rss();
@@ -626,6 +673,22 @@ fn run(args: &Args) -> Result<bool, String> {
         );
     }
     out.insert("server_rss_end".into(), json!(rss_end));
+    if let (Some(a), Some(b)) = (&each0, &each1)
+        && a.len() > 1
+    {
+        let each: Vec<Value> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => json!(b - a),
+                _ => Value::Null,
+            })
+            .collect();
+        out.insert("server_cpu_s_each".into(), json!(each));
+    }
+    if let (Some(a), Some(b)) = (&redis0, &redis1) {
+        redisinfo::report(&mut out, a, b, stats.sent);
+    }
     if let (Some((u0, s0)), Some((u1, s1))) = (split0, split1)
         && (u1 - u0) + (s1 - s0) > 0.0
     {
@@ -931,6 +994,23 @@ fn print_human(out: &Map<String, Value>) {
             n("server_cpu_sys_frac").unwrap_or(0.0) * 100.0,
             n("server_cswitches_per_delivery").map_or("-".into(), |c| format!("{c:.3}")),
             mib(n("server_rss_end"))
+        );
+    }
+    if let Some(Value::Array(each)) = out.get("server_cpu_s_each") {
+        let each: Vec<String> = each
+            .iter()
+            .map(|c| c.as_f64().map_or("-".into(), |c| format!("{c:.2}")))
+            .collect();
+        println!("server CPU of each PID (s): {}", each.join(", "));
+    }
+    if let Some(total) = n("redis_commands_per_msg") {
+        println!(
+            "redis per message sent: {total:.3} commands run (those inside scripts too), {:.3} sent by the nodes, {:.3} EVALSHA, {:.3} XADD, {:.3} PUBLISH; {:.3} client reads (about the round trips)",
+            n("redis_sent_per_msg").unwrap_or(0.0),
+            n("redis_evalsha_per_msg").unwrap_or(0.0),
+            n("redis_xadd_per_msg").unwrap_or(0.0),
+            n("redis_publish_per_msg").unwrap_or(0.0),
+            n("redis_reads_per_msg").unwrap_or(0.0)
         );
     }
     if mode == "load"

@@ -3,6 +3,11 @@
 //! Rows are grouped by the `scenario` and `server` labels; each cell is the
 //! median across rounds. Under each scenario, `wschat/<peer>` rows give the
 //! ratio of wschat's median to the peer's, column by column.
+//!
+//! Scenarios named `cluster-<base>` (wschat on two nodes and Redis) get a
+//! table of their own: the cluster's row, wschat's single-node row of
+//! `<base>` from the same file, and `cluster/single` ratios, then a line
+//! per scenario with the goals it is read against.
 
 use std::fs;
 use std::path::Path;
@@ -178,6 +183,30 @@ const COLUMNS: &[Column] = &[
         ratio: true,
     },
     Column {
+        title: "redis cmd/msg",
+        key: "redis_commands_per_msg",
+        fmt: fixed3,
+        ratio: false,
+    },
+    Column {
+        title: "sent/msg",
+        key: "redis_sent_per_msg",
+        fmt: fixed3,
+        ratio: false,
+    },
+    Column {
+        title: "evalsha/msg",
+        key: "redis_evalsha_per_msg",
+        fmt: fixed3,
+        ratio: false,
+    },
+    Column {
+        title: "reads/msg",
+        key: "redis_reads_per_msg",
+        fmt: fixed3,
+        ratio: false,
+    },
+    Column {
         title: "load",
         key: "loadavg",
         fmt: fixed2,
@@ -204,6 +233,7 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     })
 }
 
+#[derive(Clone)]
 struct Group {
     scenario: String,
     server: String,
@@ -222,8 +252,8 @@ impl Group {
 }
 
 /// One table: a row per (scenario, server) with the medians, then the
-/// wschat/peer ratio rows; only the columns that some row has.
-fn print_table(groups: &[&Group], keys: &[&str]) {
+/// `ours`/peer ratio rows; only the columns that some row has.
+fn print_table(groups: &[&Group], keys: &[&str], ours: &str) {
     let columns: Vec<&Column> = keys
         .iter()
         .filter_map(|k| COLUMNS.iter().find(|c| c.key == *k))
@@ -262,17 +292,17 @@ fn print_table(groups: &[&Group], keys: &[&str]) {
             }
             rows.push(row);
         }
-        let Some(ours) = in_scenario.iter().find(|g| g.server == "wschat") else {
+        let Some(mine) = in_scenario.iter().find(|g| g.server == ours) else {
             continue;
         };
-        for peer in in_scenario.iter().filter(|g| g.server != "wschat") {
+        for peer in in_scenario.iter().filter(|g| g.server != ours) {
             let mut row = vec![
                 String::new(),
-                format!("wschat/{}", peer.server),
+                format!("{ours}/{}", peer.server),
                 String::new(),
             ];
             for c in &columns {
-                row.push(match (ours.median(c.key), peer.median(c.key)) {
+                row.push(match (mine.median(c.key), peer.median(c.key)) {
                     _ if !c.ratio => String::new(),
                     (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
                     _ => "-".into(),
@@ -326,6 +356,102 @@ const TRAFFIC: &[&str] = &[
     "loadavg",
     "loadgen_cpu_frac",
 ];
+
+const CLUSTER: &[&str] = &[
+    "deliveries_per_s",
+    "latency_p50_us",
+    "latency_p99_us",
+    "latency_p999_us",
+    "lost",
+    "server_cpu_us_per_delivery",
+    "server_cpu_sys_frac",
+    "server_cswitches_per_delivery",
+    "redis_commands_per_msg",
+    "redis_sent_per_msg",
+    "redis_evalsha_per_msg",
+    "redis_reads_per_msg",
+    "loadavg",
+    "loadgen_cpu_frac",
+];
+
+/// The single-node scenario a cluster scenario is compared with.
+fn cluster_base(scenario: &str) -> Option<&str> {
+    scenario.strip_prefix("cluster-")
+}
+
+/// The cluster table's groups: for each `cluster-<base>` scenario, the
+/// cluster's runs as server `cluster`, and wschat's runs of `<base>` as
+/// server `single`, both under the cluster scenario's name.
+fn cluster_groups(groups: &[Group]) -> Vec<Group> {
+    let mut out = Vec::new();
+    for g in groups {
+        let Some(base) = cluster_base(&g.scenario) else {
+            continue;
+        };
+        if g.server != "wschat" {
+            continue;
+        }
+        out.push(Group {
+            scenario: g.scenario.clone(),
+            server: "cluster".into(),
+            runs: g.runs.clone(),
+        });
+        if let Some(single) = groups
+            .iter()
+            .find(|s| s.scenario == base && s.server == "wschat")
+        {
+            out.push(Group {
+                scenario: g.scenario.clone(),
+                server: "single".into(),
+                runs: single.runs.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The goals of issue 15 for one cluster scenario (reported, never
+/// asserted): nothing lost, the commands the nodes sent per message
+/// (≤ 0.2 in fanout: round trips per hub batch, not per message), p99
+/// within 2× the single node's.
+fn cluster_goals(cluster: &[Group]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for g in cluster.iter().filter(|g| g.server == "cluster") {
+        let single = cluster
+            .iter()
+            .find(|s| s.scenario == g.scenario && s.server == "single");
+        let ratio = |key: &str| match (g.median(key), single.and_then(|s| s.median(key))) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let lost: f64 = g
+            .runs
+            .iter()
+            .filter_map(|r| r.get("lost").and_then(Value::as_f64))
+            .sum();
+        let sent = g
+            .median("redis_sent_per_msg")
+            .map_or("-".into(), |v| format!("{v:.3}"));
+        let run = g
+            .median("redis_commands_per_msg")
+            .map_or("-".into(), |v| format!("{v:.3}"));
+        let fanout = if g.scenario == "cluster-fanout" {
+            " (goal <= 0.2)"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "{} goals: lost {} over {} runs (goal 0); redis commands sent by the nodes per message {sent}{fanout}, run by redis {run} (scripts' own included); \
+             p99 cluster/single {} (goal <= 2); deliveries/s cluster/single {}",
+            g.scenario,
+            count(lost),
+            g.runs.len(),
+            ratio("latency_p99_us"),
+            ratio("deliveries_per_s"),
+        ));
+    }
+    lines
+}
 
 const CONNECTIONS: &[&str] = &[
     "server_rss_per_conn",
@@ -382,15 +508,24 @@ pub fn print(path: &Path) -> ExitCode {
             .iter()
             .any(|r| r.get("mode").and_then(Value::as_str) == Some("load"))
     };
-    let traffic: Vec<&Group> = groups.iter().filter(|g| is_load(g)).collect();
+    let traffic: Vec<&Group> = groups
+        .iter()
+        .filter(|g| is_load(g) && cluster_base(&g.scenario).is_none())
+        .collect();
     let connections: Vec<&Group> = groups.iter().filter(|g| !is_load(g)).collect();
+    let cluster = cluster_groups(&groups);
     if !traffic.is_empty() {
         println!("Traffic");
-        print_table(&traffic, TRAFFIC);
+        print_table(&traffic, TRAFFIC, "wschat");
+    }
+    if !cluster.is_empty() {
+        println!("Cluster (wschat on 2 nodes + Redis, against wschat alone in the same scenario)");
+        let refs: Vec<&Group> = cluster.iter().collect();
+        print_table(&refs, CLUSTER, "cluster");
     }
     if !connections.is_empty() {
         println!("Connections");
-        print_table(&connections, CONNECTIONS);
+        print_table(&connections, CONNECTIONS, "wschat");
     }
     println!(
         "Medians across runs. msg/s: deliveries per second over all receivers; latency: send → receipt; \
@@ -403,6 +538,15 @@ pub fn print(path: &Path) -> ExitCode {
          load: the machine's 1-minute load average when the run started (2 cores); \
          gen CPU: the load generator's own CPU during the send phase (100% = one core)."
     );
+    if !cluster.is_empty() {
+        println!(
+            "Cluster: CPU µs/msg is both nodes' and Redis's CPU together, per delivery; redis cmd/msg: \
+             commands Redis ran per message sent (INFO commandstats), those inside the Lua script (XADD per message, \
+             HGET, HINCRBY, PUBLISH per room run) included; sent/msg: the commands the nodes sent (EVALSHA per room run, \
+             notes, heartbeats); evalsha/msg: room runs per message; reads/msg: Redis's client socket reads \
+             (total_reads_processed), about the round trips. cluster/single: the cluster's median ÷ wschat alone's."
+        );
+    }
     println!(
         "Ratios: wschat's median ÷ the peer's. Above 1 is better for msg/s and conn/s; below 1 is better for \
          latency, CPU, RSS and times."
@@ -469,6 +613,10 @@ pub fn print(path: &Path) -> ExitCode {
         );
     }
 
+    for line in cluster_goals(&cluster) {
+        println!("{line}");
+    }
+
     let mut noted = false;
     for g in &groups {
         for run in &g.runs {
@@ -504,5 +652,49 @@ mod tests {
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(vec![7.0]), Some(7.0));
         assert_eq!(median(vec![]), None);
+    }
+
+    fn run(json: &str) -> serde_json::Map<String, Value> {
+        match serde_json::from_str(json).unwrap() {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn cluster_rows_beside_the_single_node_of_their_base() {
+        let group = |scenario: &str, server: &str, p99: f64, lost: f64| Group {
+            scenario: scenario.into(),
+            server: server.into(),
+            runs: vec![run(&format!(
+                r#"{{"latency_p99_us": {p99}, "lost": {lost}, "deliveries_per_s": 1000, "redis_sent_per_msg": 0.1}}"#
+            ))],
+        };
+        let groups = vec![
+            group("paced", "wschat", 10.0, 0.0),
+            group("paced", "tokio", 50.0, 0.0),
+            group("cluster-paced", "wschat", 25.0, 0.0),
+            group("cluster-fanout", "wschat", 5.0, 3.0),
+        ];
+        let cluster = cluster_groups(&groups);
+        let names: Vec<(&str, &str)> = cluster
+            .iter()
+            .map(|g| (g.scenario.as_str(), g.server.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("cluster-paced", "cluster"),
+                ("cluster-paced", "single"),
+                ("cluster-fanout", "cluster"),
+            ]
+        );
+        let goals = cluster_goals(&cluster);
+        assert!(goals[0].contains("p99 cluster/single 2.50"), "{}", goals[0]);
+        assert!(goals[0].contains("lost 0 over 1 runs"), "{}", goals[0]);
+        // No single-node fanout row: no ratio, and the fanout goal named.
+        assert!(goals[1].contains("p99 cluster/single -"), "{}", goals[1]);
+        assert!(goals[1].contains("0.100 (goal <= 0.2)"), "{}", goals[1]);
+        assert!(goals[1].contains("lost 3 over"), "{}", goals[1]);
     }
 }

@@ -97,11 +97,20 @@ impl Default for Shared {
     }
 }
 
+/// A server to connect to: its address, the `Host` it is named by, and
+/// the upgrade path.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The servers (several: the nodes of a cluster); see [`target_of`] for
+    /// which connection goes to which.
+    pub targets: Vec<Target>,
     /// Global indices of this worker's connections. Index `i < senders` sends
     /// with sender id `i`.
     pub indices: Vec<usize>,
@@ -312,14 +321,16 @@ impl Loop {
     fn open(&mut self, slot: usize) -> bool {
         let now = self.shared.now_ns();
         let index = self.plan.indices[slot];
-        let room = (self.plan.rooms > 0 && !self.plan.churn).then(|| index % self.plan.rooms);
+        let rooms = if self.plan.churn { 0 } else { self.plan.rooms };
+        let room = (rooms > 0).then(|| index % rooms);
+        let target = &self.plan.targets[target_of(index, rooms, self.plan.targets.len())];
         let path = match room {
-            Some(room) => room_path(&self.plan.path, room),
-            None => self.plan.path.clone(),
+            Some(room) => room_path(&target.path, room),
+            None => target.path.clone(),
         };
         match Conn::connect(
-            self.plan.addr,
-            &self.plan.host,
+            target.addr,
+            &target.host,
             &path,
             &mut self.keys,
             now,
@@ -665,6 +676,24 @@ impl Loop {
     }
 }
 
+/// Which of `targets` servers connection `index` goes to. Without rooms:
+/// they alternate (`index % targets`), so senders and receivers are spread
+/// evenly. With rooms, client `index` is member `k = index / rooms` of room
+/// `r = index % rooms` and goes to server `(r + k) % targets`: every room
+/// has members on every server, and the rooms' first members (the senders)
+/// alternate between the servers too. (Plain alternation would put all of
+/// a room on one server whenever `rooms` is a multiple of `targets`.)
+pub fn target_of(index: usize, rooms: usize, targets: usize) -> usize {
+    if targets <= 1 {
+        return 0;
+    }
+    if rooms == 0 {
+        index % targets
+    } else {
+        (index % rooms + index / rooms) % targets
+    }
+}
+
 /// The upgrade path that names room `room-<room>` (`/` → `/?room=room-7`).
 pub fn room_path(path: &str, room: usize) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
@@ -680,5 +709,29 @@ mod tests {
         assert_eq!(room_path("/", 7), "/?room=room-7");
         assert_eq!(room_path("/ws", 0), "/ws?room=room-0");
         assert_eq!(room_path("/ws?x=1", 42), "/ws?x=1&room=room-42");
+    }
+
+    #[test]
+    fn targets_alternate_and_every_room_spans_them() {
+        assert_eq!(target_of(5, 0, 1), 0);
+        assert_eq!(target_of(5, 100, 1), 0);
+        let plain: Vec<usize> = (0..6).map(|i| target_of(i, 0, 2)).collect();
+        assert_eq!(plain, [0, 1, 0, 1, 0, 1]);
+        // 1,000 clients in 100 rooms on 2 servers: 5 of each room's 10 on
+        // each, and the senders (clients 0-99) half on each.
+        for room in 0..100 {
+            let on_first = (0..10)
+                .filter(|k| target_of(room + 100 * k, 100, 2) == 0)
+                .count();
+            assert_eq!(on_first, 5, "room {room}");
+        }
+        let senders_on_first = (0..100).filter(|&i| target_of(i, 100, 2) == 0).count();
+        assert_eq!(senders_on_first, 50);
+        // Three servers, rooms of 3: one member on each.
+        for room in 0..7 {
+            let mut seen: Vec<usize> = (0..3).map(|k| target_of(room + 7 * k, 7, 3)).collect();
+            seen.sort();
+            assert_eq!(seen, [0, 1, 2]);
+        }
     }
 }
