@@ -148,6 +148,11 @@ impl Sessions {
         self.by_id.get_mut(&id)
     }
 
+    /// The user id the next new session gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

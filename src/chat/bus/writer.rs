@@ -50,6 +50,18 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty() && self.notes.is_empty()
     }
+
+    /// Add the runs of a later hub batch: a room's messages join that
+    /// room's run, in order, so the room still takes one call of the
+    /// script however many hub batches the writer gathered.
+    pub fn add_runs(&mut self, runs: Vec<RoomRun>) {
+        for run in runs {
+            match self.runs.iter_mut().find(|r| r.room == run.room) {
+                Some(same) => same.messages.extend(run.messages),
+                None => self.runs.push(run),
+            }
+        }
+    }
 }
 
 /// Who this node is on the bus.
@@ -116,7 +128,7 @@ impl Writer {
             let mut batch = Batch::default();
             for b in gathered {
                 batch.notes.extend(b.notes);
-                batch.runs.extend(b.runs);
+                batch.add_runs(b.runs);
             }
             if self.last_beat.elapsed() >= HEARTBEAT {
                 self.last_beat = Instant::now();
@@ -308,4 +320,50 @@ fn expire(pipe: &mut redis::Pipeline, key: &str, timeout: Duration) {
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(room: &str, texts: &[&str]) -> RoomRun {
+        RoomRun {
+            room: RoomName::parse(room).unwrap(),
+            messages: texts
+                .iter()
+                .map(|t| Unnumbered {
+                    conn: 1,
+                    nonce: None,
+                    before: (*t).into(),
+                    after: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn gathered_batches_make_one_run_per_room_in_order() {
+        let mut batch = Batch::default();
+        batch.add_runs(vec![run("a", &["a1"]), run("b", &["b1"])]);
+        batch.add_runs(vec![run("b", &["b2", "b3"]), run("c", &["c1"])]);
+        batch.add_runs(vec![run("a", &["a2"])]);
+        let shape: Vec<(String, Vec<String>)> = batch
+            .runs
+            .iter()
+            .map(|r| {
+                let texts = r.messages.iter().map(|m| m.before.clone()).collect();
+                (r.room.as_str().to_owned(), texts)
+            })
+            .collect();
+        let want =
+            |room: &str, t: &[&str]| (room.to_owned(), t.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            shape,
+            [
+                want("a", &["a1", "a2"]),
+                want("b", &["b1", "b2", "b3"]),
+                want("c", &["c1"])
+            ]
+        );
+    }
 }

@@ -283,9 +283,12 @@ impl Hub {
         }
     }
 
-    /// A guest name free on every node: `guest-` and a number.
+    /// A guest name free on every node: `guest-`, this node's part of the
+    /// user id in hex, and its own number, so that nodes giving out guest
+    /// names at the same moment do not give out the same ones.
     fn guest_name(&self) -> String {
-        let base = format!("guest-{}", self.sessions.len() + 1);
+        let id = self.sessions.next_id();
+        let base = format!("guest-{:x}-{}", id >> 32, id & 0xffff_ffff);
         crate::chat::names::first_free(&base, |n| self.name_free(n, None))
     }
 }
