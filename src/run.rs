@@ -197,7 +197,7 @@ pub fn start(args: &ServeArgs, chat: ChatConfig) -> std::io::Result<Running> {
             .clone()
             .unwrap_or_else(crate::chat::bus::default_node_name);
         let timeout = Duration::from_secs(args.node_timeout);
-        let id = crate::chat::bus::writer::NodeId {
+        let id = crate::chat::bus::batch::NodeId {
             name: node.clone(),
             timeout,
         };

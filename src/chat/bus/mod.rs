@@ -14,12 +14,16 @@
 //! ([`health`]); when it is back, the subscriber catches up from the
 //! streams and the node carries on.
 
+pub mod batch;
 pub mod health;
+#[cfg(feature = "redis")]
 pub mod link;
 pub mod note;
 pub mod sequence;
+#[cfg(feature = "redis")]
 pub mod subscriber;
 pub mod wire;
+#[cfg(feature = "redis")]
 pub mod writer;
 
 use std::sync::Arc;
@@ -29,9 +33,9 @@ use crossbeam_channel::TrySendError;
 use crate::chat::hub::HubEvent;
 use crate::chat::messages::User;
 use crate::chat::names::RoomName;
+use batch::{Batch, NodeId};
 use health::Health;
 use note::{Note, SessionInfo};
-use writer::{Batch, NodeId};
 
 /// What the bus tells the hub.
 #[derive(Debug)]
@@ -124,10 +128,12 @@ pub struct Bus {
 
 /// Hub batches waiting for the writer at most; past that the writer is
 /// stuck and further messages are refused as `unavailable`.
+#[cfg(feature = "redis")]
 const PENDING_BATCHES: usize = 1024;
 
 impl Bus {
     /// Start the writer and the subscriber for Redis at `url`.
+    #[cfg(feature = "redis")]
     pub fn start(
         url: &str,
         history: usize,
@@ -157,6 +163,23 @@ impl Bus {
             .name("redis-subscriber".into())
             .spawn(move || subscriber.run())?;
         Ok(Bus { batches, health })
+    }
+
+    /// Without the `redis` feature there is no bus: `--redis` is refused.
+    #[cfg(not(feature = "redis"))]
+    pub fn start(
+        url: &str,
+        _history: usize,
+        _node: NodeId,
+        _hub: crossbeam_channel::Sender<HubEvent>,
+    ) -> std::io::Result<Bus> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "--redis {}: this wschat was built without the redis feature",
+                health::redacted(url)
+            ),
+        ))
     }
 
     /// Hand a batch to the writer; it comes back when the writer cannot

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::Hub;
 use crate::chat::bus::NodeState;
+use crate::chat::bus::batch::{Batch, HEARTBEAT};
 use crate::chat::bus::note::{Note, SessionInfo};
-use crate::chat::bus::writer::{Batch, HEARTBEAT};
 use crate::chat::messages::User;
 use crate::chat::names::{RoomName, name_key};
 use crate::chat::nodes::Nodes;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::bus::writer::{RoomRun, Unnumbered};
+use super::bus::batch::{RoomRun, Unnumbered};
 use super::bus::{Bus, BusEvent};
 use super::history::{HistoryStore, NewMessage};
 use super::history_file::Reloaded;
