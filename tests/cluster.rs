@@ -617,3 +617,69 @@ fn users_of_a_killed_node_keep_their_names_for_the_grace_and_resume_elsewhere() 
     assert_eq!(history[0]["text"], "while she was away");
     drop(alice);
 }
+
+#[test]
+fn a_name_claimed_on_two_nodes_at_once_ends_with_one_of_them() {
+    let redis = Redis::start("race");
+    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    for round in 0..5 {
+        let name = format!("zed{round}");
+        let claims: Vec<_> = [n1.addr, n2.addr]
+            .into_iter()
+            .map(|addr| {
+                let name = name.clone();
+                std::thread::spawn(move || {
+                    let mut ws = support::Ws::connect(addr);
+                    ws.send_text(&json!({"type": "hello", "name": name}).to_string())
+                        .unwrap();
+                    ws
+                })
+            })
+            .collect();
+        let mut sockets: Vec<support::Ws> = claims.into_iter().map(|c| c.join().unwrap()).collect();
+        // Each ends up either with the name, or told name_taken under
+        // another; read until each knows which (its welcome, then a
+        // name_taken error if it lost, at the welcome or after it).
+        let mut holders = 0;
+        for ws in &mut sockets {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut mine = None;
+            let mut refused = false;
+            let mut id = None;
+            // A winner hears nothing more about its name: the other node's
+            // claim reached it after its own. Read for a moment past the
+            // welcome to see a late name_taken or rename.
+            let quiet = Instant::now() + Duration::from_millis(800);
+            loop {
+                let left = if mine.is_some() { quiet } else { deadline };
+                match ws.recv_json(left.saturating_duration_since(Instant::now())) {
+                    Ok(v) if v["type"] == "welcome" => {
+                        id = v["you"]["id"].as_u64();
+                        mine = v["you"]["name"].as_str().map(str::to_owned);
+                    }
+                    Ok(v) if v["type"] == "error" && v["code"] == "name_taken" => refused = true,
+                    Ok(v) if v["type"] == "rename" && v["user"]["id"].as_u64() == id => {
+                        mine = v["user"]["name"].as_str().map(str::to_owned);
+                    }
+                    Ok(_) => {}
+                    Err(_) if mine.is_some() => break,
+                    Err(e) => panic!("no welcome: {e:?}"),
+                }
+            }
+            if mine.as_deref() == Some(name.as_str()) {
+                assert!(!refused, "kept {name} and was told it was taken");
+                holders += 1;
+            } else {
+                assert!(refused, "lost {name} without being told: now {mine:?}");
+            }
+        }
+        assert_eq!(holders, 1, "{name}: {holders} holders");
+    }
+    let settled_on_the_bus: usize = [&n1, &n2]
+        .iter()
+        .map(|n| n.log().matches("was claimed first on another node").count())
+        .sum();
+    println!(
+        "5 names claimed on two nodes at once: {settled_on_the_bus} settled by the bus's order, the rest at the welcome"
+    );
+}
