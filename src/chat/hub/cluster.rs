@@ -209,15 +209,8 @@ impl Hub {
             Note::Moved { user, by, held } => {
                 cluster.nodes.ended(node, user, now);
                 if by == cluster.nodes.me {
-                    let conns: Vec<u64> = self
-                        .sessions
-                        .get(user)
-                        .map(|s| s.conns().collect())
-                        .unwrap_or_default();
                     for dm in &held {
-                        for &conn in &conns {
-                            self.send_to(conn, dm);
-                        }
+                        self.send_to_session(user, dm);
                     }
                 }
             }
@@ -259,14 +252,7 @@ impl Hub {
                     r.broadcast(&json);
                 }
                 if let Some(to) = to {
-                    let targets: Vec<u64> = self
-                        .sessions
-                        .get(to)
-                        .map(|s| s.conns().collect())
-                        .unwrap_or_default();
-                    for conn in targets {
-                        self.send_to(conn, &json);
-                    }
+                    self.send_to_session(to, &json);
                 }
             }
         }
@@ -338,13 +324,18 @@ impl Hub {
                 "the name {old:?} was taken on another node at the same moment; choose another"
             ),
         );
+        self.send_to_session(user, &error.to_json());
+    }
+
+    /// Send `json` to every connection this node has of session `user`.
+    fn send_to_session(&mut self, user: u64, json: &str) {
         let conns: Vec<u64> = self
             .sessions
             .get(user)
             .map(|s| s.conns().collect())
             .unwrap_or_default();
         for conn in conns {
-            self.reply_error(conn, &error);
+            self.send_to(conn, json);
         }
     }
 
