@@ -30,6 +30,22 @@ export const CLUSTER_CONF = path.join(ROOT, 'deploy', 'nginx-cluster.conf');
 const running = new Set();
 process.on('exit', () => { for (const p of running) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
 
+// Spawns `bin` (no shell: the child's PID is the program's own), killed at exit if
+// still running; its start, output and exit go to `logPath`. `proc.exited` resolves
+// to { code, sig }.
+export function spawnLogged(bin, args, logPath) {
+  fs.appendFileSync(logPath, `\n=== start: ${bin} ${args.map((a) => a === '' ? "''" : a).join(' ')}\n`);
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
+    running.delete(proc);
+    fs.appendFileSync(logPath, `=== exit: code=${code} signal=${sig}\n`);
+    resolve({ code, sig });
+  }));
+  for (const s of [proc.stdout, proc.stderr]) s.on('data', (d) => fs.appendFileSync(logPath, d));
+  return proc;
+}
+
 // A port that was free on 127.0.0.1 a moment ago.
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -145,16 +161,8 @@ export class Nginx {
       ? clusterTestConfig(text, { ...params, upstreamPorts: upstreamPort })
       : testConfig(text, { ...params, upstreamPort }));
     const args = ['-p', this.dir, '-c', conf, '-e', path.join(this.dir, 'error.log'), '-g', `daemon off; pid ${path.join(this.dir, 'nginx.pid')};`];
-    fs.appendFileSync(this.logPath, `\n=== start: ${NGINX} ${args.join(' ')}\n`);
-    const proc = spawn(NGINX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(proc);
+    const proc = spawnLogged(NGINX, args, this.logPath);
     this.proc = proc;
-    proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
-      running.delete(proc);
-      fs.appendFileSync(this.logPath, `=== exit: code=${code} signal=${sig}\n`);
-      resolve({ code, sig });
-    }));
-    for (const s of [proc.stdout, proc.stderr]) s.on('data', (d) => fs.appendFileSync(this.logPath, d));
     const deadline = Date.now() + WAIT;
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) {

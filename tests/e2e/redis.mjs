@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Server, BIN, WWW, LOGS, WAIT, assert } from './lib.mjs';
-import { freePort } from './nginx.mjs';
+import { freePort, spawnLogged } from './nginx.mjs';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 
@@ -69,16 +69,8 @@ export class Redis {
   async #startOnce(port = 0) {
     this.port = port || await freePort();
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir];
-    fs.appendFileSync(this.logPath, `\n=== start: ${REDIS_SERVER} ${args.map((a) => a === '' ? "''" : a).join(' ')}\n`);
-    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(proc);
+    const proc = spawnLogged(REDIS_SERVER, args, this.logPath);
     this.proc = proc;
-    proc.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
-      running.delete(proc);
-      fs.appendFileSync(this.logPath, `=== exit: code=${code} signal=${sig}\n`);
-      resolve({ code, sig });
-    }));
-    for (const s of [proc.stdout, proc.stderr]) s.on('data', (d) => fs.appendFileSync(this.logPath, d));
     const deadline = Date.now() + WAIT;
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
