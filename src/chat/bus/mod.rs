@@ -15,6 +15,8 @@
 //! streams and the node carries on.
 
 pub mod batch;
+#[cfg(feature = "redis")]
+pub mod gather;
 pub mod health;
 #[cfg(feature = "redis")]
 pub mod link;
