@@ -15,8 +15,6 @@
 //! streams and the node carries on.
 
 pub mod batch;
-#[cfg(feature = "redis")]
-pub mod gather;
 pub mod health;
 #[cfg(feature = "redis")]
 pub mod link;

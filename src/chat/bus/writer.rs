@@ -1,10 +1,9 @@
 //! The writer: the one thread that sends what the hub asks of Redis.
 //!
 //! The hub hands it one [`Batch`] per hub batch and goes on; the writer
-//! gathers the batches that come in quick succession (see
-//! [`gather`](super::gather)), sends them as one pipeline — one round trip,
-//! however many rooms and messages — and waits for the answers, so the hub
-//! never waits on Redis. Each room's run of messages is one call of the numbering
+//! sends the whole batch as one pipeline — one round trip, however many
+//! rooms and messages — and waits for the answers, so the hub never waits
+//! on Redis. Each room's run of messages is one call of the numbering
 //! script, by its SHA (loaded once per connection). When Redis cannot be
 //! reached, every message of the batch is answered `unavailable` to its
 //! sender: nothing is reported as sent that was not stored.
@@ -12,17 +11,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::{Client, Connection, Value};
 
 use super::BusEvent;
 use super::batch::{Batch, HEARTBEAT, NodeId, RoomRun};
-use super::gather::Gathering;
 use super::health::{Health, Link, Role};
 use super::link::{self, Backoff};
 use super::note::Note;
 use super::wire::{self, CHANNEL, SAY_SCRIPT};
 use crate::chat::hub::HubEvent;
+
+/// Most hub batches sent as one pipeline.
+const MAX_GATHER: usize = 64;
 
 pub struct Writer {
     client: Client,
@@ -60,20 +61,27 @@ impl Writer {
     pub fn run(mut self, batches: Receiver<Batch>) {
         loop {
             let wait = HEARTBEAT.saturating_sub(self.last_beat.elapsed());
-            let (batch, open) = match batches.recv_timeout(wait) {
-                Ok(first) => gather(first, &batches),
-                Err(RecvTimeoutError::Timeout) => (Batch::default(), true),
+            let mut gathered = match batches.recv_timeout(wait) {
+                Ok(batch) => vec![batch],
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = batch;
+            while gathered.len() < MAX_GATHER {
+                match batches.try_recv() {
+                    Ok(batch) => gathered.push(batch),
+                    Err(_) => break,
+                }
+            }
+            let mut batch = Batch::default();
+            for b in gathered {
+                batch.notes.extend(b.notes);
+                batch.add_runs(b.runs);
+            }
             if self.last_beat.elapsed() >= HEARTBEAT {
                 self.last_beat = Instant::now();
                 batch.notes.push(Note::Alive);
             }
             self.send(batch);
-            if !open {
-                return;
-            }
         }
     }
 
@@ -198,45 +206,6 @@ impl Writer {
                 .send(HubEvent::Bus(BusEvent::Unavailable { senders, why }));
         }
     }
-}
-
-/// One pipeline's worth: `first` and the hub batches that follow it
-/// closely (see [`gather`](super::gather)), a room's messages merged into
-/// one run. Also says whether the hub is still there.
-fn gather(first: Batch, batches: &Receiver<Batch>) -> (Batch, bool) {
-    let mut gathering = Gathering::start(Instant::now(), !first.runs.is_empty());
-    let mut batch = first;
-    let mut open = true;
-    while !gathering.full() {
-        let next = match batches.try_recv() {
-            Ok(next) => next,
-            Err(TryRecvError::Disconnected) => {
-                open = false;
-                break;
-            }
-            Err(TryRecvError::Empty) => {
-                let Some(until) = gathering.wait_until() else {
-                    break;
-                };
-                // A sleep, not a timed receive: a receive that ends this
-                // soon spins and yields, which costs the other threads on
-                // the node's cores more than the few microseconds it saves.
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                match batches.try_recv() {
-                    Ok(next) => next,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-        };
-        gathering.add(Instant::now(), !next.runs.is_empty());
-        batch.notes.extend(next.notes);
-        batch.add_runs(next.runs);
-    }
-    (batch, open)
 }
 
 /// Keep what `note` says in the node's hash, before it is published.
