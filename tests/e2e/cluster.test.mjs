@@ -81,16 +81,7 @@ scenario('two users on two nodes behind nginx: the node of one is killed, and it
 
     // alice's reconnects are held back (to a closed port) until bob has talked, so that
     // those messages are surely from while she was away.
-    await alice.page.evaluate(() => {
-      const Real = window.WebSocket;
-      window.__blockWs = true;
-      window.WebSocket = function (url, p) {
-        if (window.__blockWs) return new Real('ws://127.0.0.1:1/blocked');
-        return new Real(url, p);
-      };
-      window.WebSocket.prototype = Real.prototype;
-      Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-    });
+    await alice.holdReconnects();
 
     const t0 = Date.now();
     await n1.kill('SIGKILL');
@@ -104,7 +95,7 @@ scenario('two users on two nodes behind nginx: the node of one is killed, and it
 
     // Let her through: the page's next attempt (by itself, on its backoff) goes to nginx,
     // whose n1 group finds n1 gone and takes n1's backup, n2.
-    await alice.page.evaluate(() => { window.__blockWs = false; });
+    await alice.releaseReconnects();
     await alice.waitOnline(20_000);
     const tBack = Date.now() - t0;
     for (const t of missed) await alice.waitMessage(t);

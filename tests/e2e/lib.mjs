@@ -71,8 +71,11 @@ export class Server {
     throw lastErr;
   }
 
+  // Where this server keeps the rooms' history: its file.
+  storeArgs() { return ['--history-file', this.historyFile]; }
+
   async #startOnce() {
-    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--history-file', this.historyFile, ...this.args];
+    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, ...this.storeArgs(), ...this.args];
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env };
     this.log(`\n=== start: ${Object.keys(this.env).map((k) => `${k}=${env[k]} `).join('')}${BIN} ${args.join(' ')}\n`);
     const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -164,6 +167,25 @@ export class User {
     }
     await this.waitOnline();
     return this;
+  }
+
+  // From now on the page's new sockets go to a closed port, so that it stays away
+  // (reconnecting in vain) until releaseReconnects().
+  async holdReconnects() {
+    await this.page.evaluate(() => {
+      const Real = window.WebSocket;
+      window.__blockWs = true;
+      window.WebSocket = function (url, p) {
+        if (window.__blockWs) return new Real('ws://127.0.0.1:1/blocked');
+        return new Real(url, p);
+      };
+      window.WebSocket.prototype = Real.prototype;
+      Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+    });
+  }
+
+  async releaseReconnects() {
+    await this.page.evaluate(() => { window.__blockWs = false; });
   }
 
   async waitState(state, timeout = WAIT) {

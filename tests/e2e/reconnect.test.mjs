@@ -76,16 +76,7 @@ scenario('messages sent while a page was away arrive after it resumes, exactly o
 
   // Kill the server; bob is back before alice (alice's reconnect is delayed by
   // blocking her socket), and talks while alice is still away.
-  await alice.page.evaluate(() => {
-    const Real = window.WebSocket;
-    window.__blockWs = true;
-    window.WebSocket = function (url, p) {
-      if (window.__blockWs) return new Real('ws://127.0.0.1:1/blocked');
-      return new Real(url, p);
-    };
-    window.WebSocket.prototype = Real.prototype;
-    Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-  });
+  await alice.holdReconnects();
   await server.kill('SIGKILL');
   await alice.waitState('offline');
   await server.start({ tries: 20 });
@@ -93,7 +84,7 @@ scenario('messages sent while a page was away arrive after it resumes, exactly o
   const missed = ['two', 'three', 'four'];
   for (const t of missed) { await bob.say(t); await bob.waitMessage(t); }
 
-  await alice.page.evaluate(() => { window.__blockWs = false; });
+  await alice.releaseReconnects();
   await alice.page.locator('#retry').click({ timeout: 15_000 }).catch(() => { /* it may already be reconnecting */ });
   await alice.waitOnline(20_000);
   for (const t of missed) await alice.waitMessage(t);

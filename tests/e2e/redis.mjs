@@ -7,20 +7,15 @@
 // the cluster's flags and without --history-file (Redis holds the history then, and
 // wschat refuses both), stopped by their PIDs as well.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Server, BIN, WWW, LOGS, WAIT, assert } from './lib.mjs';
+import { Server, LOGS, WAIT } from './lib.mjs';
 import { freePort, spawnLogged } from './nginx.mjs';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
-
-// Still running when node exits (a crash between start and stop): killed.
-const running = new Set();
-process.on('exit', () => { for (const p of running) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
 
 // One round trip of the Redis protocol: PING, answered +PONG.
 function ping(port, timeout = 1000) {
@@ -96,8 +91,9 @@ export class Redis {
   }
 }
 
-// One wschat node of the cluster on `redis`: Server's log, kill and stop, with its
-// own start (the flags of a node, no --history-file).
+// One wschat node of the cluster on `redis`: lib.mjs's Server with the flags of a
+// node instead of --history-file. Server's start waits for /healthz 200, which a
+// node answers once it reaches Redis.
 export class ClusterNode extends Server {
   constructor(label, redis, node, args = []) {
     super(label, null);
@@ -106,46 +102,8 @@ export class ClusterNode extends Server {
     this.args = args;
   }
 
-  async start() {
-    assert.ok(fs.existsSync(BIN), `server binary ${BIN} not found: run cargo build --release --bin wschat`);
-    const args = ['--addr', `127.0.0.1:${this.port}`, '--www', WWW, '--redis', this.redis.url, '--node', this.node, ...this.args];
-    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env };
-    this.log(`\n=== start: ${BIN} ${args.join(' ')}\n`);
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    running.add(proc);
-    this.proc = proc;
-    proc.exitedPromise = new Promise((resolve) => proc.once('exit', (code, sig) => {
-      running.delete(proc);
-      this.log(`=== exit: code=${code} signal=${sig}\n`);
-      resolve({ code, sig });
-    }));
-    proc.stderr.on('data', (d) => this.log(d.toString()));
-    let out = '';
-    this.port = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.label}: no "http://127.0.0.1:PORT/" line on stdout within ${WAIT} ms; see ${this.logPath}`)), WAIT);
-      proc.stdout.on('data', (d) => {
-        const s = d.toString();
-        this.log(s);
-        out += s;
-        const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-      });
-      proc.once('error', (e) => { clearTimeout(timer); reject(e); });
-      proc.exitedPromise.then(({ code, sig }) => { clearTimeout(timer); reject(new Error(`${this.label}: exited early (code ${code}, signal ${sig}); see ${this.logPath}`)); });
-    });
-    // Ready: /healthz is 200 once the node reaches Redis.
-    const deadline = Date.now() + WAIT;
-    for (;;) {
-      let last = '';
-      try {
-        const r = await fetch(`${this.httpUrl}healthz`, { signal: AbortSignal.timeout(2000) });
-        if (r.status === 200) return this;
-        last = `${r.status} ${await r.text()}`;
-      } catch (e) { last = String(e); }
-      if (Date.now() > deadline) throw new Error(`${this.label}: /healthz not 200 within ${WAIT} ms (last: ${last}); see ${this.logPath}`);
-      await sleep(50);
-    }
-  }
+  // A node keeps the history in Redis (and wschat refuses --history-file with it).
+  storeArgs() { return ['--redis', this.redis.url, '--node', this.node]; }
 
   // Waits until this node's log has a line matching `re`; resolves to the match.
   async waitLog(re, timeout = WAIT) {
