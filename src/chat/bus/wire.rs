@@ -67,6 +67,11 @@ pub fn valid_node(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Ids (and epochs) stay below this: the script counts in Lua's doubles,
+/// exact below 2^53, and a browser reads them as JavaScript numbers, exact
+/// as far.
+pub const ID_LIMIT: u64 = 1 << 53;
+
 /// The stream field that holds a message's JSON.
 pub const FIELD: &str = "j";
 
@@ -160,6 +165,15 @@ impl Published {
                 if messages.is_empty() || first == 0 {
                     return Err(BadPayload("an empty run"));
                 }
+                // No script gives these out, and past them the ids' sums
+                // (the run's last, the next after it) would overflow.
+                if epoch >= ID_LIMIT || first.saturating_add(messages.len() as u64) > ID_LIMIT {
+                    return Err(BadPayload("an id past 2^53"));
+                }
+                // The epoch is the counter's first id.
+                if first < epoch {
+                    return Err(BadPayload("an id before its epoch"));
+                }
                 Ok(Published::Run(Run {
                     room,
                     epoch,
@@ -236,6 +250,11 @@ mod tests {
             b"m rust one 1\n{}",
             b"m rust 1 1",
             b"m rust 1 0\n{}",
+            b"m rust 1 9007199254740992\n{}",
+            b"m rust 1 9007199254740991\n{}\n{}",
+            b"m rust 9007199254740992 1\n{}",
+            b"m rust 1 18446744073709551615\n{}",
+            b"m rust 5 4\n{}",
             b"\xff",
             b"n bad/node {\"op\":\"alive\"}",
             b"n n1 {\"op\":\"nonsense\"}",
