@@ -17,8 +17,12 @@ use support::room_client::{Client, hello_rooms};
 use support::{Server, http};
 
 fn node(redis: &Redis, extra: &[&str]) -> Server {
-    let url = redis.url();
-    let mut args = vec!["--redis", url.as_str(), "--rate", "0"];
+    node_at(&redis.url(), extra)
+}
+
+/// A node on the Redis at `url`.
+fn node_at(url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--redis", url, "--rate", "0"];
     if !extra.contains(&"--session-grace") {
         args.extend(["--session-grace", "0"]);
     }
@@ -682,4 +686,53 @@ fn a_name_claimed_on_two_nodes_at_once_ends_with_one_of_them() {
     println!(
         "5 names claimed on two nodes at once: {settled_on_the_bus} settled by the bus's order, the rest at the welcome"
     );
+}
+
+#[test]
+fn a_redis_with_a_password_is_reached_with_it_and_the_password_is_never_shown() {
+    let redis = Redis::start_with("auth", &["--requirepass", "s3cret-pw"]);
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}", redis.port);
+    let (n1, n2) = (node_at(&url, &[]), node_at(&url, &[]));
+    let mut alice = Client::hello(&n1, hello_rooms("alice", json!({"lobby": null})));
+    let mut bob = Client::hello(&n2, hello_rooms("bob", json!({"lobby": null})));
+    alice.say("lobby", "through a locked redis");
+    bob.until_text("lobby", "through a locked redis");
+
+    // The wrong password: the node serves, says why it is not ready, and
+    // refuses to report a say as sent.
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port);
+    let n3 = Server::start(&["--redis", &wrong, "--rate", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = health(&n3);
+        if status == 503 && body.contains("redis") || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("WRONGPASS") || body.to_lowercase().contains("auth"),
+        "the reason names the refusal: {body}"
+    );
+    let mut carol = Client::hello(&n3, hello_rooms("carol", json!({"lobby": null})));
+    carol.send(&json!({"type": "say", "room": "lobby", "text": "lost?", "nonce": "k1"}));
+    let answer = carol.until(|v| v["nonce"] == "k1");
+    assert_eq!(answer.last().unwrap()["code"], "unavailable");
+    assert!(
+        !bob.say_all("lobby", "after it")
+            .iter()
+            .any(|v| v["text"] == "lost?"),
+        "nothing unsaid appears"
+    );
+
+    // Neither password shows in a log or a health answer.
+    for (server, password) in [(&n1, "s3cret-pw"), (&n2, "s3cret-pw"), (&n3, "wrong-pw")] {
+        assert!(server.log().contains("redis://"), "the log names the redis");
+        assert!(!server.log().contains(password), "a password in the log");
+        assert!(
+            !health(server).1.contains(password),
+            "a password in /healthz"
+        );
+    }
 }

@@ -14,12 +14,19 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// More flags for `redis-server`, e.g. `--requirepass`.
+    extra: Vec<String>,
 }
 
 impl Redis {
     /// A Redis with an append-only file synced on every write, so that a
     /// `kill -9` and a restart keep everything acknowledged.
     pub fn start(name: &str) -> Redis {
+        Redis::start_with(name, &[])
+    }
+
+    /// [`Redis::start`] with more flags for `redis-server`.
+    pub fn start_with(name: &str, extra: &[&str]) -> Redis {
         let dir = super::process::scratch(&format!("redis-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("redis scratch dir");
@@ -29,6 +36,7 @@ impl Redis {
                 child: None,
                 port,
                 dir: dir.clone(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
             };
             if redis.spawn() {
                 return redis;
@@ -93,6 +101,7 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
