@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod support;
+use support::metrics::{metrics_addr, scrape, value, wait_for};
 use support::redis::Redis;
 use support::room_client::{Client, hello_rooms};
 use support::{Server, http};
@@ -233,11 +234,19 @@ fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
 #[test]
 fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
     let mut redis = Redis::start("away");
-    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let n1 = node(&redis, &["--metrics-addr", "127.0.0.1:0"]);
+    let n2 = node(&redis, &[]);
+    let metrics = metrics_addr(&n1);
+    let bus = |name: &str| value(&scrape(metrics), name);
     let mut alice = Client::named(&n1, "alice");
     let mut bob = Client::named(&n2, "bob");
     let first = alice.say("lobby", "stored")["id"].as_u64().unwrap();
     bob.until_text("lobby", "stored");
+    assert_eq!(bus("wschat_bus_link_up{link=\"writer\"}"), 1.0);
+    assert_eq!(bus("wschat_bus_link_up{link=\"subscriber\"}"), 1.0);
+    assert_eq!(bus("wschat_bus_messages_stored_total"), 1.0);
+    assert!(bus("wschat_bus_round_trips_total") >= 1.0);
+    assert_eq!(bus("wschat_bus_messages_refused_total"), 0.0);
 
     redis.kill9();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -260,6 +269,8 @@ fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
     let error = alice.next_of("error");
     assert_eq!(error["code"], "unavailable", "{error}");
     assert_eq!(error["nonce"], "d1");
+    assert_eq!(bus("wschat_bus_messages_refused_total"), 1.0);
+    assert_eq!(bus("wschat_bus_link_up{link=\"writer\"}"), 0.0);
 
     // Back with its data: the same room goes on from the next id.
     redis.restart(true);
@@ -286,6 +297,8 @@ fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
             .any(|v| v["type"] == "reset" && v["room"] == "lobby"),
         "{seen:?}"
     );
+    let samples = wait_for(metrics, "wschat_bus_room_resets_total", |n| n >= 1.0);
+    assert_eq!(value(&samples, "wschat_bus_link_up{link=\"writer\"}"), 1.0);
     let carol = Client::hello(&n2, hello_rooms("carol", json!({"lobby": after})));
     let joined = carol.joined("lobby");
     assert_eq!(joined["reset"], true, "{joined}");
@@ -451,7 +464,9 @@ fn a_node_restarted_after_kill_9_clears_what_its_previous_life_left() {
 #[test]
 fn a_node_that_loses_its_subscription_catches_up_from_the_streams() {
     let redis = Redis::start("catchup");
-    let (n1, n2) = (node(&redis, &[]), node(&redis, &[]));
+    let n1 = node(&redis, &[]);
+    let n2 = node(&redis, &["--metrics-addr", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&n2);
     let mut watcher = Client::named(&n2, "watcher");
     let mut sender = Client::named(&n1, "sender");
     const COUNT: usize = 200;
@@ -498,10 +513,22 @@ fn a_node_that_loses_its_subscription_catches_up_from_the_streams() {
     // Nothing more after the last one: no repeat came late.
     let seen = watcher.say_all("lobby", "the end");
     assert_eq!(messages(&seen, "lobby").len(), 1, "{seen:?}");
+    let log = n2.log();
     assert!(
-        n2.log().contains("missed message(s) read from its stream"),
-        "{}",
-        n2.log()
+        log.contains("missed message(s) read from its stream"),
+        "{log}"
+    );
+    // The metric counts at least what the log says was read back (and
+    // also the recent history a node reads when it first hears of a room).
+    let logged: f64 = log
+        .lines()
+        .filter(|l| l.contains("missed message(s) read from its stream"))
+        .filter_map(|l| l.split(": ").nth(2)?.split(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let read_back = value(&scrape(metrics), "wschat_bus_messages_read_back_total");
+    assert!(
+        read_back >= 1.0 && read_back >= logged,
+        "{read_back} read back, {logged} logged"
     );
 }
 

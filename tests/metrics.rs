@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::metrics::{get, metrics_addr, scrape, value, wait_for};
 use support::*;
 use wschat::ws::{Config, Message, Role};
 
@@ -18,80 +17,8 @@ fn start(args: &[&str]) -> (Server, SocketAddr) {
     let mut all = vec!["--metrics-addr", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let server = Server::start(&all);
-    let line = server
-        .stdout_line("metrics on", WAIT)
-        .unwrap_or_else(|| panic!("no metrics line; log:\n{}", tail(&server.log())));
-    let rest = &line[line.find("http://").expect("a URL") + 7..];
-    let addr = rest[..rest.find('/').expect("a path")].parse().unwrap();
-    assert!(line.ends_with("/metrics"), "{line}");
+    let addr = metrics_addr(&server);
     (server, addr)
-}
-
-/// A raw GET on the metrics port: status, content type, body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
-    let content_type = header(head, "content-type").unwrap_or_default().to_owned();
-    (status_of(head), content_type, body.to_owned())
-}
-
-/// Every sample of a scrape by its series (`name{labels}`), checking that
-/// each metric has HELP and TYPE lines and a `wschat_` name.
-fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let (status, content_type, body) = get(addr, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let mut samples = HashMap::new();
-    let mut described = Vec::new();
-    for line in body.lines() {
-        if let Some(help) = line.strip_prefix("# HELP ") {
-            let (name, text) = help.split_once(' ').expect("help text");
-            assert!(name.starts_with("wschat_") && !text.is_empty(), "{line}");
-            described.push(name.to_owned());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect("series and value");
-        let name = series.split('{').next().unwrap();
-        assert!(
-            described.iter().any(|d| name.starts_with(d.as_str())),
-            "{name} without HELP"
-        );
-        samples.insert(series.to_owned(), value.parse::<f64>().expect("a number"));
-    }
-    samples
-}
-
-fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
-    *samples
-        .get(series)
-        .unwrap_or_else(|| panic!("no {series} in the scrape"))
-}
-
-/// Scrape until `series` satisfies `ok` (bounded); the last scrape.
-fn wait_for(addr: SocketAddr, series: &str, ok: impl Fn(f64) -> bool) -> HashMap<String, f64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let samples = scrape(addr);
-        if ok(value(&samples, series)) {
-            return samples;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed at {}",
-            value(&samples, series)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn closes(code: &str, side: &str) -> String {
@@ -142,6 +69,12 @@ fn chatting_moves_messages_deliveries_bytes_and_the_open_gauge() {
     assert!(value(&during, "wschat_bytes_out_total") > 0.0);
     assert!(value(&during, "wschat_history_writes_total") >= 1.0);
     assert_eq!(value(&during, "wschat_history_failures_total"), 0.0);
+    // One node alone has no bus, and shows none (the cluster tests scrape
+    // a node's: tests/cluster.rs).
+    assert!(
+        !during.keys().any(|k| k.starts_with("wschat_bus_")),
+        "{during:?}"
+    );
     // Two joins and three messages, each message in a batch of its own
     // (each round trip waits for the one before).
     assert!(value(&during, "wschat_hub_batch_events_sum") >= 5.0);

@@ -55,6 +55,52 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::
 }
 
 /// A counter with one label, one series per `(value, count)`.
+/// The bus's counters, for a node of a cluster.
+fn bus(e: &mut DescriptorEncoder, b: &crate::metrics::Bus) -> fmt::Result {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        e,
+        "wschat_bus_round_trips",
+        "Pipelines the node sent to Redis and had answered, one round trip each",
+        load(&b.round_trips),
+    )?;
+    counter(
+        e,
+        "wschat_bus_messages_stored",
+        "Messages Redis numbered and stored for this node",
+        load(&b.stored),
+    )?;
+    counter(
+        e,
+        "wschat_bus_messages_refused",
+        "Messages answered unavailable because Redis could not store them",
+        load(&b.refused),
+    )?;
+    counter(
+        e,
+        "wschat_bus_messages_read_back",
+        "Messages read back from the rooms' streams: gaps filled, catch-ups, rooms started over",
+        load(&b.read_back),
+    )?;
+    counter(
+        e,
+        "wschat_bus_room_resets",
+        "Rooms that started over on a new epoch because Redis had lost them",
+        load(&b.resets),
+    )?;
+    let mut up = e.encode_descriptor(
+        "wschat_bus_link_up",
+        "Whether the node's link to Redis is up (1) or not (0), by link",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (i, link) in ["writer", "subscriber"].iter().enumerate() {
+        let value = i64::from(b.links_up[i].load(std::sync::atomic::Ordering::Relaxed));
+        ConstGauge::new(value).encode(up.encode_family(&[("link", *link)])?)?;
+    }
+    Ok(())
+}
+
 fn counters<'a>(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -185,6 +231,9 @@ impl Collector for Scrape {
             "History appends that failed (nothing broadcast)",
             load(&m.history_failures),
         )?;
+        if m.bus.on.load(std::sync::atomic::Ordering::Relaxed) {
+            bus(e, &m.bus)?;
+        }
         histogram(
             e,
             "wschat_hub_batch_events",

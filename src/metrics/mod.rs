@@ -16,7 +16,7 @@ pub mod histogram;
 pub mod rooms;
 pub mod server;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::http::HttpError;
@@ -117,10 +117,60 @@ pub struct Metrics {
     /// History appends that succeeded, and that failed.
     pub history_writes: AtomicU64,
     pub history_failures: AtomicU64,
+    /// The bus (`--redis`), when there is one: see [`Bus`].
+    pub bus: Bus,
     /// Events per hub batch.
     pub batch_sizes: AtomicHistogram<{ BATCH_SIZES.len() }>,
     /// From a batch's first event to its delivery, in nanoseconds.
     pub batch_waits: AtomicHistogram<{ BATCH_WAITS_NS.len() }>,
+}
+
+/// What a node's bus to Redis did: what an operator of a cluster watches
+/// to see that messages go in pipelines, that nothing is refused, and how
+/// often a node had to read back from the streams.
+#[derive(Debug)]
+pub struct Bus {
+    /// Whether this process has a bus (`--redis`); without one these are
+    /// not served.
+    pub on: AtomicBool,
+    /// Pipelines the writer sent and Redis answered: one round trip each.
+    pub round_trips: AtomicU64,
+    /// Messages Redis numbered and stored.
+    pub stored: AtomicU64,
+    /// Messages answered `unavailable` (not stored).
+    pub refused: AtomicU64,
+    /// Messages the subscriber read back from the streams: a gap filled, a
+    /// catch-up after a reconnect, a room started over.
+    pub read_back: AtomicU64,
+    /// Rooms that started over on a new epoch (Redis lost them).
+    pub resets: AtomicU64,
+    /// Whether each link (writer, subscriber) is up.
+    pub links_up: [AtomicBool; 2],
+}
+
+impl Bus {
+    pub fn round_trip(&self, stored: usize) {
+        self.round_trips.fetch_add(1, Relaxed);
+        self.stored.fetch_add(stored as u64, Relaxed);
+    }
+
+    pub fn refused(&self, messages: usize) {
+        self.refused.fetch_add(messages as u64, Relaxed);
+    }
+
+    pub fn read_back(&self, messages: usize) {
+        self.read_back.fetch_add(messages as u64, Relaxed);
+    }
+
+    pub fn reset(&self) {
+        self.resets.fetch_add(1, Relaxed);
+    }
+
+    /// Link `index` (0 the writer, 1 the subscriber) is up or not.
+    pub fn link(&self, index: usize, up: bool) {
+        self.on.store(true, Relaxed);
+        self.links_up[index].store(up, Relaxed);
+    }
 }
 
 /// The process's counters.
@@ -136,6 +186,15 @@ pub static METRICS: Metrics = Metrics {
     rate_closed: AtomicU64::new(0),
     history_writes: AtomicU64::new(0),
     history_failures: AtomicU64::new(0),
+    bus: Bus {
+        on: AtomicBool::new(false),
+        round_trips: AtomicU64::new(0),
+        stored: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        read_back: AtomicU64::new(0),
+        resets: AtomicU64::new(0),
+        links_up: [const { AtomicBool::new(false) }; 2],
+    },
     batch_sizes: AtomicHistogram::new(BATCH_SIZES),
     batch_waits: AtomicHistogram::new(BATCH_WAITS_NS),
 };

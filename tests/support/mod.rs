@@ -23,6 +23,7 @@
 pub mod chat;
 pub mod http;
 pub mod in_process;
+pub mod metrics;
 pub mod process;
 pub mod redis;
 pub mod room_client;

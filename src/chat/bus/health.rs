@@ -47,6 +47,9 @@ pub struct Health {
 impl Health {
     /// `url` as the log shows it, without a password.
     pub fn new(url: String) -> Health {
+        for role in [Role::Writer, Role::Subscriber] {
+            crate::metrics::get().bus.link(role as usize, false);
+        }
         Health {
             links: Mutex::new([Link::Connecting, Link::Connecting]),
             url,
@@ -57,6 +60,9 @@ impl Health {
     pub fn set(&self, role: Role, link: Link) {
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut links[role as usize];
+        crate::metrics::get()
+            .bus
+            .link(role as usize, matches!(link, Link::Up));
         match (&*slot, &link) {
             (Link::Up, Link::Up) | (Link::Down { .. }, Link::Down { .. }) => {}
             (_, Link::Up) => log::info!("redis {}: {} connected", self.url, role.name()),

@@ -211,6 +211,7 @@ impl Subscriber {
     ) -> Result<(), Stop> {
         self.sequence.advance(&room, epoch, last);
         if delivery == Delivery::Reset {
+            crate::metrics::get().bus.reset();
             log::warn!(
                 "redis: {room} starts over (epoch {epoch}), from {} message(s) of its stream",
                 messages.len()
@@ -288,7 +289,9 @@ fn read_range(
         .arg(format!("{from}-0"))
         .arg(format!("{to}-0"))
         .query(con)?;
-    Ok(entries.into_iter().filter_map(entry).collect())
+    let messages: Vec<_> = entries.into_iter().filter_map(entry).collect();
+    crate::metrics::get().bus.read_back(messages.len());
+    Ok(messages)
 }
 
 /// The last `count` messages of a room's stream up to id `to`, oldest first.
@@ -310,6 +313,7 @@ fn read_recent(
         .query(con)?;
     let mut messages: Vec<_> = entries.into_iter().filter_map(entry).collect();
     messages.reverse();
+    crate::metrics::get().bus.read_back(messages.len());
     Ok(messages)
 }
 

@@ -127,6 +127,7 @@ impl Writer {
         }
         match pipe.query::<Vec<Value>>(con) {
             Ok(answers) => {
+                let sent: usize = runs.iter().map(|r| r.messages.len()).sum();
                 let mut failed = Vec::new();
                 for (run, answer) in runs.into_iter().zip(answers) {
                     if let Value::ServerError(e) = answer {
@@ -141,6 +142,8 @@ impl Writer {
                         failed.push(run);
                     }
                 }
+                let refused: usize = failed.iter().map(|r| r.messages.len()).sum();
+                crate::metrics::get().bus.round_trip(sent - refused);
                 self.unavailable(failed, "the message store (redis) refused it");
             }
             Err(e) => {
@@ -200,6 +203,7 @@ impl Writer {
             .flat_map(|run| run.messages)
             .map(|m| (m.conn, m.nonce))
             .collect();
+        crate::metrics::get().bus.refused(senders.len());
         if !senders.is_empty() {
             let _ = self
                 .hub
