@@ -140,12 +140,22 @@ impl Bus {
         node: NodeId,
         hub: crossbeam_channel::Sender<HubEvent>,
     ) -> std::io::Result<Bus> {
-        let client = redis::Client::open(url).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("--redis {}: {e}", health::redacted(url)),
-            )
-        })?;
+        use redis::IntoConnectionInfo;
+        // TCP_NODELAY (the crate's default is off): a pipeline or a probe
+        // goes out at once, not held back by Nagle's algorithm.
+        let client = url
+            .into_connection_info()
+            .map(|info| {
+                let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+                info.set_tcp_settings(tcp)
+            })
+            .and_then(redis::Client::open)
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("--redis {}: {e}", health::redacted(url)),
+                )
+            })?;
         let health = Arc::new(Health::new(health::redacted(url)));
         let (batches, pending) = crossbeam_channel::bounded(PENDING_BATCHES);
         let writer = writer::Writer::new(
