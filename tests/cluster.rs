@@ -732,7 +732,7 @@ fn a_redis_with_a_password_is_reached_with_it_and_the_password_is_never_shown() 
     let deadline = Instant::now() + Duration::from_secs(10);
     let (status, body) = loop {
         let (status, body) = health(&n3);
-        if status == 503 && body.contains("redis") || Instant::now() > deadline {
+        if (status == 503 && body.contains("redis")) || Instant::now() > deadline {
             break (status, body);
         }
         std::thread::sleep(Duration::from_millis(50));

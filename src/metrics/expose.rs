@@ -54,9 +54,8 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::
     metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// A counter with one label, one series per `(value, count)`.
 /// The bus's counters, for a node of a cluster.
-fn bus(e: &mut DescriptorEncoder, b: &crate::metrics::Bus) -> fmt::Result {
+fn bus(e: &mut DescriptorEncoder, b: &crate::metrics::BusCounters) -> fmt::Result {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     counter(
         e,
@@ -101,6 +100,7 @@ fn bus(e: &mut DescriptorEncoder, b: &crate::metrics::Bus) -> fmt::Result {
     Ok(())
 }
 
+/// A counter with one label, one series per `(value, count)`.
 fn counters<'a>(
     e: &mut DescriptorEncoder,
     name: &str,

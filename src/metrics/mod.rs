@@ -117,8 +117,8 @@ pub struct Metrics {
     /// History appends that succeeded, and that failed.
     pub history_writes: AtomicU64,
     pub history_failures: AtomicU64,
-    /// The bus (`--redis`), when there is one: see [`Bus`].
-    pub bus: Bus,
+    /// The bus (`--redis`), when there is one: see [`BusCounters`].
+    pub bus: BusCounters,
     /// Events per hub batch.
     pub batch_sizes: AtomicHistogram<{ BATCH_SIZES.len() }>,
     /// From a batch's first event to its delivery, in nanoseconds.
@@ -129,7 +129,7 @@ pub struct Metrics {
 /// to see that messages go in pipelines, that nothing is refused, and how
 /// often a node had to read back from the streams.
 #[derive(Debug)]
-pub struct Bus {
+pub struct BusCounters {
     /// Whether this process has a bus (`--redis`); without one these are
     /// not served.
     pub on: AtomicBool,
@@ -148,7 +148,7 @@ pub struct Bus {
     pub links_up: [AtomicBool; 2],
 }
 
-impl Bus {
+impl BusCounters {
     pub fn round_trip(&self, stored: usize) {
         self.round_trips.fetch_add(1, Relaxed);
         self.stored.fetch_add(stored as u64, Relaxed);
@@ -186,7 +186,7 @@ pub static METRICS: Metrics = Metrics {
     rate_closed: AtomicU64::new(0),
     history_writes: AtomicU64::new(0),
     history_failures: AtomicU64::new(0),
-    bus: Bus {
+    bus: BusCounters {
         on: AtomicBool::new(false),
         round_trips: AtomicU64::new(0),
         stored: AtomicU64::new(0),
