@@ -479,9 +479,16 @@ fn a_node_that_loses_its_subscription_catches_up_from_the_streams() {
         sender.until(|v| v["type"] == "message" && v["text"] == last.as_str());
     });
     // Twice while the messages flow, Redis drops every subscriber (as it
-    // does to one whose output buffer is over its limit).
+    // does to one whose output buffer is over its limit). Each kill waits
+    // until both nodes have subscribed again, so the second one finds
+    // subscribers however slowly the first reconnect went.
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(120));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["CLIENT", "LIST", "TYPE", "pubsub"]).lines().count() < 2 {
+            assert!(Instant::now() < deadline, "the subscribers never came back");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
         assert!(killed.parse::<u32>().unwrap_or(0) >= 1, "killed: {killed}");
     }
