@@ -125,7 +125,7 @@ impl Chat {
         }
     }
 
-    /// `/healthz` answers 503 while `health` says Redis is unreachable.
+    /// `/healthz` answers 503 while `health` has a link to Redis that is not up.
     pub fn with_health(mut self, health: std::sync::Arc<bus::health::Health>) -> Chat {
         self.health = Some(health);
         self

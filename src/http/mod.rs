@@ -47,7 +47,7 @@ pub fn health(head_only: bool) -> Vec<u8> {
 }
 
 /// The answer to [`HEALTH_PATH`] when the server cannot do its work (in a
-/// cluster: Redis is unreachable), so that a load balancer sends new
+/// cluster: a link to Redis is not up), so that a load balancer sends new
 /// clients elsewhere; the body says why.
 pub fn unready(why: &str, head_only: bool) -> Vec<u8> {
     response(

@@ -76,7 +76,9 @@ impl Health {
         }
     }
 
-    /// `None` when ready, else why not.
+    /// `None` when ready, else why not: each link that is not up, and its
+    /// last error as Redis or the socket gave it (refused, timed out,
+    /// `WRONGPASS`, ...), not a guess at the cause.
     pub fn unready(&self) -> Option<String> {
         let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         let why: Vec<String> = [Role::Writer, Role::Subscriber]
@@ -91,7 +93,7 @@ impl Health {
                 )),
             })
             .collect();
-        (!why.is_empty()).then(|| format!("redis {} unreachable ({})", self.url, why.join("; ")))
+        (!why.is_empty()).then(|| format!("redis {}: {}", self.url, why.join("; ")))
     }
 }
 

@@ -97,7 +97,7 @@ impl Writer {
         }
         let runs = batch.runs;
         let Some((con, sha)) = self.con.as_mut() else {
-            self.unavailable(runs, "the message store (redis) is unreachable");
+            self.unavailable(runs, "the message store (redis) is not connected");
             return;
         };
         let mut pipe = redis::pipe();
@@ -148,7 +148,10 @@ impl Writer {
             }
             Err(e) => {
                 self.lost(e.to_string());
-                self.unavailable(runs, "the message store (redis) is unreachable");
+                self.unavailable(
+                    runs,
+                    "the message store (redis) connection broke before it answered",
+                );
             }
         }
     }
