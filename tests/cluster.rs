@@ -261,10 +261,7 @@ fn redis_going_away_gives_unavailable_and_unready_then_the_node_carries_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(
-        why.contains("redis") && why.contains(": down for"),
-        "{why}"
-    );
+    assert!(why.contains("redis") && why.contains(": down for"), "{why}");
     alice.send(&json!({"type": "say", "text": "while down", "nonce": "d1"}));
     let error = alice.next_of("error");
     assert_eq!(error["code"], "unavailable", "{error}");
