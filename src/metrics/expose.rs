@@ -72,7 +72,7 @@ fn bus(e: &mut DescriptorEncoder, b: &crate::metrics::BusCounters) -> fmt::Resul
     counter(
         e,
         "wschat_bus_messages_refused",
-        "Messages answered unavailable because Redis could not store them",
+        "Messages answered unavailable: Redis not connected, refusing them, or behind the node's full queue to it",
         load(&b.refused),
     )?;
     counter(

@@ -137,7 +137,8 @@ pub struct BusCounters {
     pub round_trips: AtomicU64,
     /// Messages Redis numbered and stored.
     pub stored: AtomicU64,
-    /// Messages answered `unavailable` (not stored).
+    /// Messages answered `unavailable`, whatever the cause: the writer's
+    /// link down or refused, or its queue full.
     pub refused: AtomicU64,
     /// Messages the subscriber read back from the streams: a gap filled, a
     /// catch-up after a reconnect, a room started over.

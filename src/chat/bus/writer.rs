@@ -206,7 +206,6 @@ impl Writer {
             .flat_map(|run| run.messages)
             .map(|m| (m.conn, m.nonce))
             .collect();
-        crate::metrics::get().bus.refused(senders.len());
         if !senders.is_empty() {
             let _ = self
                 .hub

@@ -556,6 +556,7 @@ impl Hub {
                 }
             }
             BusEvent::Unavailable { senders, why } => {
+                crate::metrics::get().bus.refused(senders.len());
                 for (conn, nonce) in senders {
                     let error = ChatError::new(ErrorCode::Unavailable, why).with_nonce(nonce);
                     self.reply_error(conn, &error);
